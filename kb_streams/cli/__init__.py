@@ -1,0 +1,51 @@
+"""The ``kb-streams`` command: one module per sub-command, dispatched from here."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# sub-command name -> module in kb_streams.cli defining ``add_parser(subparsers)`` and ``run(args)``
+SUBCOMMANDS = {
+    "demo": "demo",
+    "run": "run",
+    "simulate": "simulate",
+    "inspect": "inspect",
+    "monitor": "monitor",
+    "bench": "bench",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kb-streams",
+        description="Live analysis of Karabo bridge data with streamz, xarray and Dask.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name in SUBCOMMANDS.items():
+        try:
+            module = importlib.import_module(f"kb_streams.cli.{module_name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"kb_streams.cli.{module_name}":
+                raise
+            continue  # sub-command not built yet
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``kb-streams`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""Shared fixtures: loopback endpoints that never collide between tests."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from pathlib import Path
+
+import pytest
+
+
+def free_tcp_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def tcp_endpoint() -> str:
+    """A ``tcp://127.0.0.1:<port>`` endpoint on a currently free port."""
+    return f"tcp://127.0.0.1:{free_tcp_port()}"
+
+
+@pytest.fixture
+def ipc_endpoint(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A fresh ``ipc://`` endpoint in a short temporary directory (ipc paths are length-limited)."""
+    directory = Path(tmp_path_factory.mktemp("ipc", numbered=True))
+    return f"ipc://{directory / uuid.uuid4().hex[:8]}"
