@@ -1,0 +1,270 @@
+"""Everything :class:`~kb_streams.Client` and :class:`~kb_streams.AsyncClient` share.
+
+The core owns the ZeroMQ sockets and does all socket I/O itself, always non-blocking. The only thing a
+transport adds is *waiting* for the sockets to become readable: ``zmq.poll`` for the sync client,
+``zmq.asyncio.Poller`` for the async one. So requests, prefetch, recovery, decoding and counters are
+written once (the httpx pattern: one core, two thin transports).
+
+How 'REQ' works
+---------------
+The reference client uses a REQ socket. A REQ socket whose request was taken by a server that then
+died stays in its "waiting for a reply" state forever: every later ``next()`` times out, even once a
+healthy server is back (protocol.md §2). We speak the same wire protocol with a DEALER socket
+instead. It sends ``[b'', b'next']``, exactly the bytes a REQ socket puts on the wire, so any REP (or
+ROUTER) server answers it, and the reply comes back as ``[b'', part, ...]``. Because DEALER has no
+lock-step state we count the requests in flight ourselves, which gives:
+
+* **recovery**: when a wait times out, or the socket monitor reports that the connection dropped
+  while requests were outstanding, those requests are abandoned: the socket is closed and a new one
+  connected (``stats.reconnects``). A late reply to an abandoned request therefore can never be
+  mistaken for the answer to a new one, and a restarted server gets a fresh request. This also
+  works with ``timeout=None``: a server that dies holding the request is noticed by the monitor.
+  As the reference documents, a timeout shorter than the transfer time of one train means never
+  getting data; with us the transfer is restarted rather than resumed.
+* **prefetch**: with ``prefetch=N`` a new request is sent as soon as a train arrives, so N-1
+  requests travel while the caller works on the train it got. At most ``max(1, N-1)`` requests are
+  ever in flight, so at most N trains are held in memory at once (the caller's one included).
+  A REP server with the reference's high-water mark of 1 silently drops replies when more than two
+  requests are outstanding, so values above 3 are not recommended with such servers (a dropped
+  reply is recovered only through the timeout).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from .errors import ProtocolError
+from .protocol import Message, decode
+from .stats import StreamStats
+
+log = logging.getLogger(__name__)
+
+SOCKET_TYPES = {"REQ": zmq.DEALER, "SUB": zmq.SUB, "PULL": zmq.PULL}
+REQUEST = [b"", b"next"]
+# Upper bound on messages drained by one ``latest=True`` call, so a fast sender cannot keep us
+# draining forever.
+MAX_DRAIN = 10_000
+
+_monitor_ids = itertools.count()
+
+
+class ClientCore:
+    """Socket state machine behind both clients (not public; see the module docstring)."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        sock: str = "REQ",
+        ser: str = "msgpack",
+        timeout: float | None = None,
+        context: zmq.Context | None = None,
+        *,
+        prefetch: int = 1,
+        hwm: int = 1,
+    ) -> None:
+        if ser != "msgpack":
+            raise NotImplementedError(f"Only serialization supported is msgpack, not {ser!r}")
+        if sock not in SOCKET_TYPES:
+            raise NotImplementedError(f"Unsupported socket: {sock}")
+        if timeout is not None and timeout < 0:
+            raise ValueError(f"timeout must be None or >= 0 seconds, not {timeout!r}")
+        if int(prefetch) != prefetch or prefetch < 1:
+            raise ValueError(f"prefetch must be an integer >= 1, not {prefetch!r}")
+        if int(hwm) != hwm or hwm < 0:
+            raise ValueError(f"hwm must be an integer >= 0, not {hwm!r}")
+
+        self.endpoint = endpoint
+        self.sock = sock
+        self.timeout = timeout
+        self.timeout_ms = None if timeout is None else int(timeout * 1000)
+        self.prefetch = int(prefetch)
+        self.hwm = int(hwm)
+        self.stats = StreamStats()
+        self.in_flight = 0
+        self.closed = False
+        self.socket: zmq.Socket | None = None
+        self.monitor: zmq.Socket | None = None
+        self.owns_context = context is None
+        self.context = zmq.Context() if context is None else context
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- sockets -----------------------------------------------------------------------------
+
+    def _open(self) -> None:
+        # zmq.Socket(...) rather than context.socket(...): always a plain socket, even when the
+        # caller hands us a zmq.asyncio.Context.
+        sock = zmq.Socket(self.context, SOCKET_TYPES[self.sock])
+        self.socket = sock
+        sock.linger = 0
+        sock.rcvhwm = self.hwm
+        # Requests are tiny; room for all of them means a request send never blocks.
+        sock.sndhwm = max(self.hwm, self.prefetch + 1) if self.sock == "REQ" else self.hwm
+        if self.sock == "SUB":
+            sock.setsockopt(zmq.SUBSCRIBE, b"")
+        if self.sock == "REQ":
+            address = f"inproc://kb-streams-monitor-{next(_monitor_ids)}"
+            sock.monitor(address, zmq.EVENT_DISCONNECTED)
+            self.monitor = zmq.Socket(self.context, zmq.PAIR)
+            self.monitor.linger = 0
+            self.monitor.connect(address)
+        sock.connect(self.endpoint)
+        self.in_flight = 0
+
+    def _close_sockets(self) -> None:
+        if self.monitor is not None:
+            if self.socket is not None and not self.socket.closed:
+                try:
+                    self.socket.disable_monitor()
+                except zmq.ZMQError:
+                    pass
+            self.monitor.close(linger=0)
+            self.monitor = None
+        if self.socket is not None:
+            self.socket.close(linger=0)
+            self.socket = None
+
+    def reconnect(self, reason: str) -> None:
+        """Abandon the requests in flight: close the socket and connect a new one."""
+        log.info("Reconnecting to %s (%s; %d request(s) abandoned)", self.endpoint, reason,
+                 self.in_flight)
+        self._close_sockets()
+        self._open()
+        self.stats.reconnects += 1
+
+    def close(self) -> None:
+        """Close the sockets, and the context if we created it. Safe to call twice."""
+        self.closed = True
+        self._close_sockets()
+        if self.owns_context and not self.context.closed:
+            self.context.term()
+
+    @property
+    def poll_items(self) -> list[tuple[zmq.Socket, int]]:
+        """What the transport waits on (changes after :meth:`reconnect`)."""
+        items = [(self.socket, zmq.POLLIN)]
+        if self.monitor is not None:
+            items.append((self.monitor, zmq.POLLIN))
+        return items
+
+    # -- one call to next() ------------------------------------------------------------------
+
+    def begin(self) -> float | None:
+        """Start a call: check the connection, make sure a request is out; return the deadline."""
+        if self.closed:
+            raise RuntimeError("Client is closed")
+        self._check_monitor()
+        if self.sock == "REQ" and self.in_flight == 0:
+            self._send_requests(1)
+        return None if self.timeout is None else time.monotonic() + self.timeout
+
+    def remaining_ms(self, deadline: float | None) -> int:
+        """Poll timeout in milliseconds until ``deadline`` (-1 to wait forever)."""
+        if deadline is None:
+            return -1
+        return max(0, math.ceil((deadline - time.monotonic()) * 1000))
+
+    def expired(self, deadline: float | None) -> bool:
+        return deadline is not None and time.monotonic() >= deadline
+
+    def on_ready(self, ready: Sequence[tuple[Any, int]], latest: bool) -> Message | None:
+        """Handle what the poll reported; a decoded message, or ``None`` to keep waiting.
+
+        Raises
+        ------
+        ProtocolError
+            If the message received cannot be decoded (the next call proceeds normally).
+        """
+        sockets = {sock for sock, _ in ready}
+        if self.monitor is not None and self.monitor in sockets:
+            self._check_monitor()
+            if self.sock == "REQ" and self.in_flight == 0:
+                self._send_requests(1)
+        if self.socket in sockets:
+            return self._receive(latest)
+        return None
+
+    def timed_out(self) -> TimeoutError:
+        """Count a timeout, drop requests in flight, and return the error to raise."""
+        self.stats.timeouts += 1
+        if self.sock == "REQ":
+            self.reconnect("timeout")
+        return TimeoutError(
+            f"No data received from {self.endpoint} in the last {self.timeout_ms} ms"
+        )
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _check_monitor(self) -> None:
+        """Read pending monitor events; reconnect if the connection dropped under a request."""
+        if self.monitor is None:
+            return
+        disconnected = False
+        while True:
+            try:
+                event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            if event["event"] == zmq.EVENT_DISCONNECTED:
+                disconnected = True
+        if disconnected and self.in_flight:
+            self.reconnect("server disconnected")
+
+    def _send_requests(self, n: int) -> None:
+        for _ in range(n):
+            try:
+                self.socket.send_multipart(REQUEST, zmq.NOBLOCK)
+            except zmq.Again:
+                log.debug("Request queue to %s full; not sending more now", self.endpoint)
+                return
+            self.in_flight += 1
+
+    def _receive(self, latest: bool) -> Message | None:
+        try:
+            frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return None
+        dropped = 0
+        if latest:
+            for _ in range(MAX_DRAIN):
+                try:
+                    frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    break
+                dropped += 1
+        if self.sock == "REQ":
+            self.in_flight = max(0, self.in_flight - 1 - dropped)
+            # Prefetch: get the next request(s) on the wire before decoding this train.
+            self._send_requests(max(0, self.prefetch - 1 - self.in_flight))
+        return self._decode(frames, dropped)
+
+    def _decode(self, frames: list[zmq.Frame], dropped: int) -> Message:
+        try:
+            if self.sock == "REQ":
+                if len(frames) < 2 or len(frames[0]) != 0:
+                    raise ProtocolError(
+                        "reply does not start with an empty envelope delimiter", part=0
+                    )
+                frames = frames[1:]
+            message = decode(frames)
+        except ProtocolError:
+            self.stats.decode_errors += 1
+            self.stats.dropped += dropped
+            raise
+        except Exception as exc:
+            self.stats.decode_errors += 1
+            self.stats.dropped += dropped
+            raise ProtocolError(f"cannot decode message from {self.endpoint}: {exc!r}") from exc
+        self.stats.observe(message, dropped=dropped)
+        return message

@@ -1,0 +1,367 @@
+"""Decoding of bridge messages, with validation. Private to :mod:`kb_streams.protocol`.
+
+Every problem becomes a :class:`~kb_streams.errors.ProtocolError` naming the part, source, key and
+train ID where known; no other exception leaves :func:`decode_parts`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import msgpack
+
+from ._protocol_arrays import Invalid, array_on_buffer, check_shape, decode_numpy_map, parse_dtype
+from .errors import ProtocolError
+
+logger = logging.getLogger(__name__)
+
+SourceData = dict[str, dict[str, Any]]
+_ARRAY_CONTENTS = ("array", "ImageData")
+_warned_versions: set[str] = set()
+
+
+class _Refused:
+    """Placed in the decoded tree where something was refused, so it can be located afterwards."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+class _Unpacker:
+    """msgpack decoding that refuses extension types (timestamps included).
+
+    Hooks never raise: they return a :class:`_Refused` marker, which :meth:`unpack` then locates in
+    the decoded tree to name the source and key.
+    """
+
+    def __init__(self, numpy_maps: bool) -> None:
+        self.numpy_maps = numpy_maps
+        self.refused: list[_Refused] = []
+
+    def _refuse(self, reason: str) -> _Refused:
+        marker = _Refused(reason)
+        self.refused.append(marker)
+        return marker
+
+    def _ext_hook(self, code: int, data: bytes) -> _Refused:
+        return self._refuse(f"msgpack extension type {code} is not allowed")
+
+    def _object_hook(self, obj: dict) -> Any:
+        if self.numpy_maps and (b"nd" in obj or b"complex" in obj):
+            try:
+                return decode_numpy_map(obj)
+            except Invalid as err:
+                return self._refuse(str(err))
+        if msgpack.Timestamp in set(map(type, obj.values())):
+            return self._refuse("msgpack timestamp extension is not allowed")
+        return obj
+
+    def _list_hook(self, obj: list) -> Any:
+        if msgpack.Timestamp in set(map(type, obj)):
+            return self._refuse("msgpack timestamp extension is not allowed")
+        return obj
+
+    def unpack(self, buffer: memoryview) -> Any:
+        """Decode one whole msgpack object (trailing bytes are an error)."""
+        obj = msgpack.unpackb(
+            buffer,
+            raw=False,
+            object_hook=self._object_hook,
+            list_hook=self._list_hook,
+            ext_hook=self._ext_hook,
+        )
+        if type(obj) is msgpack.Timestamp:
+            obj = self._refuse("msgpack timestamp extension is not allowed")
+        return obj
+
+
+def _unpack(buffer: memoryview, *, part: int, numpy_maps: bool = False, what: str,
+            source: str | None = None, train_id: int | None = None) -> tuple[Any, list[_Refused]]:
+    unpacker = _Unpacker(numpy_maps)
+    try:
+        return unpacker.unpack(buffer), unpacker.refused
+    except Exception as err:
+        raise ProtocolError(
+            f"{what} is not valid msgpack: {type(err).__name__}{f': {err}' if str(err) else ''}",
+            part=part, source=source, train_id=train_id,
+        ) from err
+
+
+def _locate(root: Any, target: object) -> tuple[Any, Any]:
+    """``(top-level key, second-level key)`` of the first path leading to ``target``, else Nones."""
+    if root is target or not isinstance(root, dict):
+        return None, None
+    for top, value in root.items():
+        if value is target:
+            return top, None
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                if _contains(inner, target):
+                    return top, key
+        elif _contains(value, target):
+            return top, None
+    return None, None
+
+
+def _contains(value: Any, target: object) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if item is target:
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def _as_bytes(frame: Any, part: int) -> memoryview:
+    """A flat, C-contiguous byte view of one message part (no copy)."""
+    try:
+        view = memoryview(frame)
+    except TypeError:
+        raise ProtocolError(
+            f"message part is a {type(frame).__name__}, not a buffer", part=part
+        ) from None
+    if view.ndim == 1 and view.format == "B" and view.c_contiguous:
+        return view
+    try:
+        return view.cast("B")
+    except (TypeError, ValueError):
+        raise ProtocolError("message part is not a contiguous buffer", part=part) from None
+
+
+def _train_id_of(meta: Any) -> int | None:
+    if isinstance(meta, dict):
+        tid = meta.get("timestamp.tid")
+        if type(tid) is int:
+            return tid
+    return None
+
+
+def _legacy_train_id(values: dict[str, Any]) -> int | None:
+    tid = _train_id_of(values.get("metadata"))
+    if tid is None and type(values.get("metadata.timestamp.tid")) is int:
+        tid = values["metadata.timestamp.tid"]
+    return tid
+
+
+def _check_source_map(value: Any, *, part: int, source: str, train_id: int | None,
+                      what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ProtocolError(
+            f"{what} must be a map, not {type(value).__name__}",
+            part=part, source=source, train_id=train_id,
+        )
+    for key in value:
+        if not isinstance(key, str):
+            raise ProtocolError(
+                f"{what} has a non-string key {key!r:.80}", part=part, source=source,
+                train_id=train_id,
+            )
+    return value
+
+
+def _check_meta(meta: Any, *, part: int | None, source: str, train_id: int | None,
+                key: str = "metadata") -> dict[str, Any]:
+    if not isinstance(meta, dict):
+        raise ProtocolError(
+            f"metadata must be a map, not {type(meta).__name__}",
+            part=part, source=source, key=key, train_id=train_id,
+        )
+    tid = meta.get("timestamp.tid")
+    if tid is not None and type(tid) is not int:
+        raise ProtocolError(
+            f"'timestamp.tid' must be an int, not {type(tid).__name__}",
+            part=part, source=source, key=key, train_id=train_id,
+        )
+    return meta
+
+
+def decode_parts(frames: Sequence[Any]) -> tuple[SourceData, SourceData, str, int]:
+    """``(data, meta, protocol_version, nbytes)`` of one message; see :func:`kb_streams.protocol.decode`."""
+    if isinstance(frames, (bytes, bytearray, memoryview, str)):
+        raise ProtocolError("a message is a sequence of parts, not one buffer: wrap it in a list")
+    try:
+        parts = list(frames)
+    except TypeError:
+        raise ProtocolError(
+            f"a message is a sequence of parts, not {type(frames).__name__}"
+        ) from None
+    views = [_as_bytes(frame, i) for i, frame in enumerate(parts)]
+    nbytes = sum(view.nbytes for view in views)
+    if not views:
+        raise ProtocolError("empty message: it has no parts")
+    if len(views) == 1:
+        data, meta = _decode_v1(views[0])
+        return data, meta, "1.0", nbytes
+    data, meta, version = _decode_v2(views)
+    return data, meta, version, nbytes
+
+
+def _decode_v1(view: memoryview) -> tuple[SourceData, SourceData]:
+    root, refused = _unpack(view, part=0, numpy_maps=True, what="protocol 1.0 message")
+    if not isinstance(root, dict):
+        raise ProtocolError(
+            f"protocol 1.0 message must be a map of sources, not {type(root).__name__}", part=0
+        )
+    train_id = next(
+        (tid for value in root.values() if isinstance(value, dict)
+         if (tid := _train_id_of(value.get("metadata"))) is not None),
+        None,
+    )
+    if refused:
+        source, key = _locate(root, refused[0])
+        raise ProtocolError(refused[0].reason, part=0, source=source, key=key, train_id=train_id)
+    meta: SourceData = {}
+    for source, value in root.items():
+        if not isinstance(source, str):
+            raise ProtocolError(f"source name {source!r:.80} is not a string", part=0,
+                                train_id=train_id)
+        _check_source_map(value, part=0, source=source, train_id=train_id,
+                          what="source data")
+        meta[source] = _check_meta(value.get("metadata", {}), part=0, source=source,
+                                   train_id=train_id)
+    return root, meta
+
+
+def _decode_v2(views: list[memoryview]) -> tuple[SourceData, SourceData, str]:
+    headers = [(i, _header(views[i], i)) for i in range(0, len(views) - 1, 2)]
+    train_id = next(
+        (tid for _, h in headers if h["content"] == "msgpack"
+         if (tid := _train_id_of(h.get("metadata"))) is not None),
+        None,
+    )
+    if len(views) % 2:
+        raise ProtocolError(
+            f"odd number of parts ({len(views)}): the last header has no payload",
+            part=len(views) - 1, train_id=train_id,
+        )
+    for i, header in headers:
+        if header["content"] not in ("msgpack", *_ARRAY_CONTENTS):
+            raise ProtocolError(
+                f"unknown content {header['content']!r:.80}",
+                part=i, source=header["source"], train_id=train_id,
+            )
+
+    data: SourceData = {}
+    header_meta: dict[str, dict[str, Any]] = {}
+    for i, header in headers:
+        if header["content"] != "msgpack":
+            continue
+        source = header["source"]
+        if source in data:
+            raise ProtocolError("second 'msgpack' part for the same source", part=i,
+                                source=source, train_id=train_id)
+        payload, refused = _unpack(views[i + 1], part=i + 1, what="payload", source=source,
+                                   train_id=train_id)
+        if refused:
+            _, key = _locate({source: payload}, refused[0])
+            raise ProtocolError(refused[0].reason, part=i + 1, source=source, key=key,
+                                train_id=train_id)
+        data[source] = _check_source_map(payload, part=i + 1, source=source,
+                                         train_id=train_id, what="payload")
+        if "metadata" in header:
+            header_meta[source] = _check_meta(header["metadata"], part=i, source=source,
+                                              train_id=train_id)
+
+    if train_id is None:  # 2.0 / 2.1: metadata in the payloads
+        train_id = next((tid for values in data.values()
+                         if (tid := _legacy_train_id(values)) is not None), None)
+    array_paths: set[tuple[str, str]] = set()
+    for i, header in headers:
+        if header["content"] in _ARRAY_CONTENTS:
+            source, path, value = _array_part(header, views[i + 1], i, train_id)
+            if (source, path) in array_paths:
+                raise ProtocolError("second array part for the same path", part=i,
+                                    source=source, key=path, train_id=train_id)
+            array_paths.add((source, path))
+            data.setdefault(source, {})[path] = value
+
+    meta, version = _meta_and_version(data, header_meta, train_id)
+    return data, meta, version
+
+
+def _header(view: memoryview, part: int) -> dict[str, Any]:
+    header, refused = _unpack(view, part=part, what="header")
+    if refused:
+        raise ProtocolError(f"header: {refused[0].reason}", part=part)
+    if not isinstance(header, dict):
+        raise ProtocolError(f"header must be a map, not {type(header).__name__}", part=part)
+    source = header.get("source")
+    if not isinstance(source, str):
+        raise ProtocolError(
+            "header lacks 'source'" if source is None
+            else f"header 'source' must be a string, not {type(source).__name__}",
+            part=part,
+        )
+    content = header.get("content")
+    if not isinstance(content, str):
+        raise ProtocolError(
+            "header lacks 'content'" if content is None
+            else f"header 'content' must be a string, not {type(content).__name__}",
+            part=part, source=source,
+        )
+    return header
+
+
+def _array_part(header: dict[str, Any], payload: memoryview, part: int,
+                train_id: int | None) -> tuple[str, str, Any]:
+    source = header["source"]
+    path = header.get("path")
+    if not isinstance(path, str):
+        raise ProtocolError(
+            "array header lacks a string 'path'" if path is None
+            else f"array header 'path' must be a string, not {type(path).__name__}",
+            part=part, source=source, train_id=train_id,
+        )
+    try:
+        for field in ("dtype", "shape"):
+            if field not in header:
+                raise Invalid(f"array header lacks {field!r}")
+        array = array_on_buffer(payload, parse_dtype(header["dtype"]),
+                                check_shape(header["shape"]))
+        if header["content"] == "array":
+            return source, path, array
+        params = header.get("params", {})
+        if not isinstance(params, dict):
+            raise Invalid("ImageData 'params' must be a map")
+        return source, path, {**params, "Data": array}
+    except Invalid as err:
+        raise ProtocolError(str(err), part=part, source=source, key=path,
+                            train_id=train_id) from None
+
+
+def _meta_and_version(data: SourceData, header_meta: dict[str, dict[str, Any]],
+                      train_id: int | None) -> tuple[SourceData, str]:
+    """Metadata per source, and the protocol version it reveals.
+
+    2.2 keeps metadata in the ``'msgpack'`` header; 2.0 nested it in the data under
+    ``'metadata'``; 2.1 flattened it there as ``'metadata.*'`` keys.
+    """
+    meta: SourceData = {}
+    found: set[str] = set()
+    for source, values in data.items():
+        if source in header_meta:
+            meta[source] = header_meta[source]
+            found.add("2.2")
+        elif "metadata" in values:
+            meta[source] = _check_meta(values["metadata"], part=None, source=source,
+                                       train_id=train_id)
+            found.add("2.0")
+        else:
+            flat = {k[9:]: v for k, v in values.items() if k.startswith("metadata.")}
+            meta[source] = _check_meta(flat, part=None, source=source, train_id=train_id,
+                                       key="metadata.timestamp.tid")
+            if flat:
+                found.add("2.1")
+    version = next((v for v in ("2.2", "2.0", "2.1") if v in found), "2.2")
+    if version != "2.2" and version not in _warned_versions:
+        _warned_versions.add(version)
+        logger.warning("received protocol %s messages: metadata read from the data map", version)
+    return meta, version

@@ -1,0 +1,169 @@
+"""``kb-streams inspect``: receive one train from a bridge endpoint and describe it."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import zmq
+
+from ..errors import ProtocolError
+from ..protocol import Message
+from ._output import (
+    EXIT_OK,
+    EXIT_USAGE,
+    add_reader_arguments,
+    fail,
+    format_bytes,
+    format_seconds,
+    is_terminal,
+    plain_table,
+    source_timestamp,
+)
+
+COMMAND = "inspect"
+COLUMNS = ["source", "key", "type", "dtype", "shape", "size", "value"]
+
+EPILOG = """\
+examples:
+  kb-streams inspect tcp://127.0.0.1:45000                 # from a REP server (kb-streams simulate)
+  kb-streams inspect tcp://127.0.0.1:45000 --sock SUB      # from a PUB server
+  kb-streams inspect ipc:///tmp/bridge --sock PULL --timeout 30
+
+Prints the train ID, timestamp, age (now - timestamp) and protocol version, then one row per
+key: source, key, type, dtype, shape, size and (for small values) the value itself.
+Exits with 1 and a one-line error if no train arrives within --timeout seconds.
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        COMMAND, help="receive one train and print what it holds",
+        description="Receive one train from a Karabo bridge endpoint and print a table of its "
+                    "sources and keys.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_reader_arguments(parser, timeout=10.0)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..client import Client
+
+    try:
+        client = Client(args.endpoint, sock=args.sock, timeout=args.timeout)
+    except zmq.ZMQError as exc:
+        return fail(COMMAND, f"bad endpoint {args.endpoint!r}: {exc}", EXIT_USAGE)
+    try:
+        message = client.next_message()
+    except TimeoutError:
+        return fail(COMMAND, f"no train from {args.endpoint} ({args.sock}) "
+                             f"within {args.timeout:g} s")
+    except ProtocolError as exc:
+        return fail(COMMAND, f"cannot decode the message from {args.endpoint}: {exc}")
+    finally:
+        client.close()
+    received = time.time()
+    if is_terminal():
+        print_rich(message, received, args)
+    else:
+        print(describe_plain(message, received, args), flush=True)
+    return EXIT_OK
+
+
+# -- describing a train -----------------------------------------------------------------------
+
+def rows(message: Message) -> list[list[str]]:
+    """One row of :data:`COLUMNS` per key of every source, sources and keys in received order."""
+    table = []
+    for source, values in message.data.items():
+        for key, value in _flatten(values):
+            table.append([source, key, *_describe(value)])
+    return table
+
+
+def _flatten(values: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    items = []
+    for key, value in values.items():
+        if isinstance(value, Mapping) and value:
+            items.extend(_flatten(value, f"{prefix}{key}."))
+        else:
+            items.append((f"{prefix}{key}", value))
+    return items
+
+
+def _describe(value: Any) -> list[str]:
+    """type, dtype, shape, size, value of one value (array data is never read)."""
+    if isinstance(value, np.ndarray):
+        shown = _short(value.item()) if value.ndim == 0 else ""
+        return ["ndarray", str(value.dtype), str(value.shape), format_bytes(value.nbytes), shown]
+    if isinstance(value, np.generic):
+        return [type(value).__name__, str(value.dtype), "", format_bytes(value.nbytes),
+                _short(value.item())]
+    if isinstance(value, (list, tuple, str, bytes)):
+        size = format_bytes(len(value)) if isinstance(value, (str, bytes)) else ""
+        return [type(value).__name__, "", f"({len(value)},)", size, _short(value)]
+    return [type(value).__name__, "", "", "", _short(value)]
+
+
+def _short(value: Any, width: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def summary(message: Message, received: float) -> list[tuple[str, str]]:
+    """(label, text) pairs describing the whole train."""
+    stamps = {src: source_timestamp(meta) for src, meta in message.meta.items()}
+    known = [stamp for stamp in stamps.values() if stamp is not None]
+    train_ids = sorted({int(meta["timestamp.tid"]) for meta in message.meta.values()
+                        if meta.get("timestamp.tid") is not None})
+    parts = [
+        ("train ID", ", ".join(map(str, train_ids)) or "n/a (no timestamp.tid)"),
+        ("timestamp", _iso(min(known)) if known else "n/a (no timestamp in metadata)"),
+        ("age", format_seconds(received - min(known)) if known else "n/a"),
+        ("protocol", message.protocol_version),
+        ("sources", str(len(message.data))),
+        ("size", format_bytes(message.nbytes)),
+    ]
+    if len(train_ids) > 1:
+        parts.append(("warning", "sources disagree on the train ID"))
+    return parts
+
+
+def _iso(stamp: float) -> str:
+    when = dt.datetime.fromtimestamp(stamp, tz=dt.timezone.utc)
+    return when.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def describe_plain(message: Message, received: float, args: argparse.Namespace) -> str:
+    """The whole description as plain text (for pipes and files)."""
+    head = [("endpoint", f"{args.endpoint} ({args.sock})"), *summary(message, received)]
+    width = max(len(label) for label, _ in head)
+    lines = [f"{label.ljust(width)}  {text}" for label, text in head]
+    return "\n".join(lines) + "\n\n" + plain_table(COLUMNS, rows(message))
+
+
+def print_rich(message: Message, received: float, args: argparse.Namespace) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    for label, text in [("endpoint", f"{args.endpoint} ({args.sock})"),
+                        *summary(message, received)]:
+        head.add_row(label, text)
+    console.print(head)
+    table = Table(*COLUMNS, header_style="bold", show_lines=False)
+    last_source = None
+    for row in rows(message):
+        source = row[0]
+        table.add_row("" if source == last_source else source, *row[1:])
+        last_source = source
+    console.print(table)

@@ -1,0 +1,183 @@
+"""``kb-streams simulate``: serve simulated detector trains over a Karabo bridge socket."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import time
+from typing import Any
+
+import zmq
+
+from ..server import BridgeServer
+from ..simulate import DETECTORS, simulate
+from ._output import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    fail,
+    format_bytes,
+    handle_termination,
+    is_terminal,
+    non_negative_float,
+    positive_float,
+    positive_int,
+)
+
+COMMAND = "simulate"
+DEFAULT_ENDPOINT = "tcp://127.0.0.1:45000"
+EXTRAS = ("xgm", "delay", "motor")
+
+EPILOG = f"""\
+examples:
+  kb-streams simulate                                  # REP, 10 Hz, on the default endpoint
+  kb-streams simulate --detector AGIPD-modules --pulses 64 --rate 0   # as fast as possible
+  kb-streams simulate --sock PUB --endpoint tcp://127.0.0.1:0         # PUB on a free port
+  kb-streams simulate --sock PUSH --trains 100 --protocol 1.0 --no-motor
+
+The first line printed ends with the endpoint served on (useful with port 0); then a status line
+every --interval seconds while trains go out. Runs until Ctrl-C, or until --trains trains are sent.
+Read it with: kb-streams monitor {DEFAULT_ENDPOINT}   (or karabo_bridge.Client, --sock REQ/SUB/PULL)
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        COMMAND, help="serve simulated detector trains over the Karabo bridge",
+        description="Serve simulated detector trains (with XGM, delay line and motor sources) "
+                    "over a Karabo bridge socket that any bridge client can read.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    names = list(DETECTORS)
+    parser.add_argument("--detector", "-d", choices=names, default=names[0],
+                        help=f"what to simulate (default: {names[0]})")
+    parser.add_argument("--endpoint", "-e", default=DEFAULT_ENDPOINT,
+                        help=f"where to bind (default: {DEFAULT_ENDPOINT}); port 0 picks a free "
+                             "port; a bare number is a port on 127.0.0.1; ipc://PATH works too")
+    parser.add_argument("--sock", "-z", type=str.upper, choices=["REP", "PUB", "PUSH"],
+                        default="REP", help="server socket type (default: REP)")
+    parser.add_argument("--protocol", "-p", choices=["2.2", "1.0"], default="2.2",
+                        help="bridge protocol version (default: 2.2)")
+    parser.add_argument("--pulses", type=positive_int, default=None, metavar="N",
+                        help="pulses (memory cells) per train (default: the detector's own)")
+    parser.add_argument("--rate", "-r", type=non_negative_float, default=10.0, metavar="HZ",
+                        help="trains per second; 0 = as fast as possible (default: 10)")
+    parser.add_argument("--trains", "-n", type=positive_int, default=None, metavar="N",
+                        help="stop after sending N trains (default: run until Ctrl-C)")
+    parser.add_argument("--raw", action="store_true",
+                        help="raw data (uint16, with gain) instead of corrected (float32)")
+    parser.add_argument("--layout", choices=["online", "file"], default="online",
+                        help="array axes as the online pipeline sends them, or as in files "
+                             "(default: online)")
+    parser.add_argument("--extras", type=_extras, default=EXTRAS, metavar="LIST",
+                        help=f"comma-separated extra sources, or 'none' "
+                             f"(default: {','.join(EXTRAS)})")
+    for extra in EXTRAS:
+        parser.add_argument(f"--no-{extra}", dest="without", action="append_const",
+                            const=extra, help=f"leave out the {extra} source")
+    parser.add_argument("--fault", action="append", default=None, metavar="SPEC",
+                        help="inject a fault into the stream (repeatable); see "
+                             "kb_streams.simulate for the accepted SPECs")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--interval", type=positive_float, default=2.0, metavar="S",
+                        help="seconds between status lines (default: 2)")
+    parser.set_defaults(func=run, without=[])
+    return parser
+
+
+def _extras(text: str) -> tuple[str, ...]:
+    if text.strip().lower() in ("", "none"):
+        return ()
+    names = tuple(name.strip().lower() for name in text.split(",") if name.strip())
+    unknown = sorted(set(names) - set(EXTRAS))
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown extra source(s) {', '.join(unknown)} (choose from {', '.join(EXTRAS)})")
+    return names
+
+
+def _simulator_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "raw": args.raw,
+        "layout": args.layout,
+        "extras": tuple(name for name in args.extras if name not in args.without),
+        "faults": args.fault,
+        "seed": args.seed,
+    }
+    if args.pulses is not None:
+        options["pulses"] = args.pulses
+    return options
+
+
+def _status_line(server: BridgeServer) -> str:
+    stats = server.stats
+    return (f"sent {stats.trains} trains  {stats.rate():.2f} trains/s  "
+            f"{format_bytes(stats.byte_rate())}/s  last train {stats.last_train_id}")
+
+
+def run(args: argparse.Namespace) -> int:
+    handle_termination()
+    options = _simulator_options(args)
+    try:
+        trains = simulate(args.detector, **options)
+    except (ValueError, TypeError, KeyError) as exc:
+        return fail(COMMAND, f"cannot simulate {args.detector}: {exc}", EXIT_USAGE)
+    try:
+        server = BridgeServer(args.endpoint, sock=args.sock, protocol_version=args.protocol)
+    except zmq.ZMQError as exc:
+        usage = exc.errno in (errno.EINVAL, zmq.EPROTONOSUPPORT)
+        return fail(COMMAND, str(exc), EXIT_USAGE if usage else EXIT_FAILURE)
+
+    out = _printer()
+    extras = ", ".join(options["extras"]) or "no extras"
+    out(f"Simulating {args.detector} ({'raw' if args.raw else 'corrected'}, {args.layout} "
+        f"layout, {extras}) at {_rate_text(args.rate)} over {args.sock}, protocol "
+        f"{args.protocol}, on {server.endpoint}")
+    started = time.monotonic()
+    finished = interrupted = False
+    error: BaseException | None = None
+    try:
+        server.start(trains, trains=args.trains, rate=args.rate or None)
+        reported, waiting_said = 0, False
+        while True:
+            try:
+                finished = server.wait(args.interval)
+            except Exception as exc:  # the simulator failed in the serving thread
+                error = exc
+                break
+            if finished:
+                break
+            if server.stats.trains != reported:
+                reported = server.stats.trains
+                out(_status_line(server))
+            elif reported == 0 and args.sock == "REP" and not waiting_said:
+                out("waiting for a reader to request trains ...")
+                waiting_said = True
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        # after --trains N, give the last train time to reach its reader
+        server.close(linger=2.0 if finished else 0)
+    elapsed = time.monotonic() - started
+    stats = server.stats
+    out(f"{'Stopped' if interrupted else 'Done'}: sent {stats.trains} trains "
+        f"({format_bytes(stats.bytes)}) in {elapsed:.2f} s, "
+        f"{stats.trains / elapsed if elapsed else 0:.2f} trains/s on average")
+    if error is not None:
+        return fail(COMMAND, f"simulator failed: {error}")
+    return EXIT_OK
+
+
+def _rate_text(rate: float) -> str:
+    return "full speed" if not rate else f"{rate:g} Hz"
+
+
+def _printer():
+    """print() for pipes; a rich console on a terminal. Every line is flushed at once."""
+    if is_terminal():
+        from rich.console import Console
+
+        console = Console(highlight=True)
+        return lambda text: console.print(text, markup=False)
+    return lambda text: print(text, flush=True)
+

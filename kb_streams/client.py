@@ -1,0 +1,327 @@
+"""Receive trains from a Karabo bridge: :class:`Client` (sync) and :class:`AsyncClient` (asyncio).
+
+:class:`Client` is a drop-in replacement for ``karabo_bridge.Client``: same constructor, same
+``next() -> (data, meta)``, iteration and context manager. On top of it: recovery of REQ clients
+whose server died, request prefetch, ``latest=True`` to skip stale trains, a ``close()`` method,
+a passed-in context left alone, and counters in :attr:`Client.stats`. Both clients share one core
+(:mod:`kb_streams._client_core`); they differ only in how they wait.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from ._client_core import ClientCore
+from .protocol import Message
+from .stats import StreamStats
+
+__all__ = ["Client", "AsyncClient"]
+
+_PARAMETERS_DOC = """
+    Parameters
+    ----------
+    endpoint
+        Address of the bridge server to connect to, e.g. ``'tcp://host:4545'`` or ``'ipc:///tmp/kb'``.
+        The client always connects; it never binds.
+    sock
+        ``'REQ'`` (the server is REP: one train per request), ``'SUB'`` (the server is PUB; all
+        messages are subscribed to) or ``'PULL'`` (the server is PUSH).
+    ser
+        Deprecated, as in ``karabo_bridge``; only ``'msgpack'`` is supported.
+    timeout
+        Seconds to wait for a train before raising :class:`TimeoutError`; ``None`` waits forever.
+        Large trains take time to arrive (about 0.1 s for 125 MB, 1 s for 1.4 GB): a timeout shorter
+        than that never gets data.
+    context
+        A ``zmq.Context`` to create the sockets in. It is never closed by the client; a context the
+        client creates itself is closed by :meth:`close`.
+    prefetch
+        REQ only: how many trains to have requested at once, counting the one being returned. The
+        default 1 requests on demand, like ``karabo_bridge.Client``. With 2, the next train is
+        requested as soon as one arrives, so it travels while you work on this one (at most
+        ``prefetch`` trains are held in memory). More than 3 can make a REP server with a
+        high-water mark of 1 drop replies.
+    hwm
+        ZeroMQ high-water mark (messages) of the data socket, 1 as in the reference. A larger value
+        lets SUB/PULL queue more trains (see ``latest=True``), at the cost of memory.
+
+    Raises
+    ------
+    NotImplementedError
+        If ``sock`` or ``ser`` is not supported.
+    zmq.ZMQError
+        If ``endpoint`` is not valid.
+"""
+
+
+class _ClientBase:
+    _core: ClientCore
+
+    @property
+    def endpoint(self) -> str:
+        """The endpoint this client connects to."""
+        return self._core.endpoint
+
+    @property
+    def sock(self) -> str:
+        """Socket type name: ``'REQ'``, ``'SUB'`` or ``'PULL'``."""
+        return self._core.sock
+
+    @property
+    def timeout(self) -> float | None:
+        """Receive timeout in seconds (``None``: wait forever)."""
+        return self._core.timeout
+
+    @property
+    def prefetch(self) -> int:
+        """Number of trains requested at once (REQ)."""
+        return self._core.prefetch
+
+    @property
+    def context(self) -> zmq.Context:
+        """The ZeroMQ context the sockets live in."""
+        return self._core.context
+
+    @property
+    def stats(self) -> StreamStats:
+        """Counters: trains, bytes, gaps, decode errors, timeouts, reconnects, dropped."""
+        return self._core.stats
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._core.closed
+
+    def close(self) -> None:
+        """Close the socket, and the ZeroMQ context if this client created it.
+
+        A context passed to the constructor is left open. Closing twice is harmless.
+        """
+        self._core.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<{type(self).__name__} {self.sock} {self.endpoint} ({state})>"
+
+
+class Client(_ClientBase):
+    __doc__ = (
+        """Receive trains from a Karabo bridge server (drop-in for ``karabo_bridge.Client``).
+"""
+        + _PARAMETERS_DOC
+        + """
+    Notes
+    -----
+    Differences from ``karabo_bridge.Client``, all of them compatible:
+
+    * a REQ client recovers when the server dies holding its request (it reconnects after a
+      timeout or a dropped connection, see :mod:`kb_streams._client_core`);
+    * ``prefetch`` overlaps the transfer of the next train with your work on this one;
+    * ``next(latest=True)`` skips trains already queued and returns the newest;
+    * a message that cannot be decoded raises :class:`~kb_streams.ProtocolError` from that call
+      only; the next call returns the next good train;
+    * ``ser != 'msgpack'`` raises :class:`NotImplementedError` (a subclass of ``Exception``, which
+      the reference raises);
+    * leaving a ``with`` block, or :meth:`close`, never closes a context you passed in, and a bad
+      endpoint does not leak the context the client created.
+
+    Use a client from one thread only (ZeroMQ sockets are not thread-safe).
+
+    Examples
+    --------
+    >>> from kb_streams import Client
+    >>> with Client("tcp://localhost:4545", timeout=10) as client:  # doctest: +SKIP
+    ...     data, meta = client.next()
+    ...     for source, source_meta in meta.items():
+    ...         print(source, source_meta["timestamp.tid"], list(data[source]))
+
+    Iterating never ends by itself (a timeout raises):
+
+    >>> for data, meta in Client("tcp://localhost:4545", prefetch=2):  # doctest: +SKIP
+    ...     process(data)
+"""
+    )
+
+    def __init__(
+        self,
+        endpoint: str,
+        sock: str = "REQ",
+        ser: str = "msgpack",
+        timeout: float | None = None,
+        context: zmq.Context | None = None,
+        *,
+        prefetch: int = 1,
+        hwm: int = 1,
+    ) -> None:
+        self._core = ClientCore(
+            endpoint, sock, ser, timeout, context, prefetch=prefetch, hwm=hwm
+        )
+
+    def next_message(self, *, latest: bool = False) -> Message:
+        """Receive the next train as a :class:`~kb_streams.protocol.Message`.
+
+        Parameters
+        ----------
+        latest
+            Discard trains that are already waiting and return the newest one (counted in
+            ``stats.dropped``). Mostly useful for SUB/PULL with ``hwm > 1``.
+
+        Returns
+        -------
+        Message
+            ``data``, ``meta``, ``protocol_version``, ``nbytes`` and ``train_id``. Arrays are
+            zero-copy views on the received frames (protocol 2.x).
+
+        Raises
+        ------
+        TimeoutError
+            If no train arrived within ``timeout`` seconds.
+        ProtocolError
+            If the message received cannot be decoded.
+
+        Examples
+        --------
+        >>> msg = client.next_message()  # doctest: +SKIP
+        >>> msg.train_id, msg.protocol_version, msg.nbytes  # doctest: +SKIP
+        (10000000042, '2.2', 276807426)
+        """
+        core = self._core
+        deadline = core.begin()
+        while True:
+            ready = zmq.zmq_poll(core.poll_items, core.remaining_ms(deadline))
+            message = core.on_ready(ready, latest)
+            if message is not None:
+                return message
+            if core.expired(deadline):
+                raise core.timed_out()
+
+    def next(self, *, latest: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Receive the next train as ``(data, meta)``, like ``karabo_bridge.Client.next()``.
+
+        Returns
+        -------
+        data : dict
+            ``{source: {key: value}}``.
+        meta : dict
+            ``{source: {'timestamp.tid': ..., ...}}``.
+
+        Raises
+        ------
+        TimeoutError
+            If no train arrived within ``timeout`` seconds.
+        ProtocolError
+            If the message received cannot be decoded.
+
+        Examples
+        --------
+        >>> data, meta = client.next()  # doctest: +SKIP
+        """
+        message = self.next_message(latest=latest)
+        return message.data, message.meta
+
+    def __iter__(self) -> Client:
+        return self
+
+    def __next__(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        return self.next()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class AsyncClient(_ClientBase):
+    __doc__ = (
+        """Receive trains from a Karabo bridge server in asyncio code.
+
+    The same options and behaviour as :class:`Client`; ``next()`` and ``next_message()`` are
+    coroutines. Works in any running asyncio event loop (including tornado's).
+"""
+        + _PARAMETERS_DOC
+        + """
+    Examples
+    --------
+    >>> import asyncio
+    >>> from kb_streams import AsyncClient
+    >>> async def main():
+    ...     async with AsyncClient("tcp://localhost:4545", timeout=10, prefetch=2) as client:
+    ...         async for data, meta in client:
+    ...             print(list(meta))
+    >>> asyncio.run(main())  # doctest: +SKIP
+"""
+    )
+
+    def __init__(
+        self,
+        endpoint: str,
+        sock: str = "REQ",
+        ser: str = "msgpack",
+        timeout: float | None = None,
+        context: zmq.Context | None = None,
+        *,
+        prefetch: int = 1,
+        hwm: int = 1,
+    ) -> None:
+        self._core = ClientCore(
+            endpoint, sock, ser, timeout, context, prefetch=prefetch, hwm=hwm
+        )
+
+    async def next_message(self, *, latest: bool = False) -> Message:
+        """Receive the next train as a :class:`~kb_streams.protocol.Message`.
+
+        See :meth:`Client.next_message`.
+
+        Examples
+        --------
+        >>> msg = await client.next_message(latest=True)  # doctest: +SKIP
+        """
+        core = self._core
+        deadline = core.begin()
+        while True:
+            poller = zmq.asyncio.Poller()
+            for sock, flags in core.poll_items:
+                poller.register(sock, flags)
+            ready = await poller.poll(core.remaining_ms(deadline))
+            message = core.on_ready(ready, latest)
+            if message is not None:
+                return message
+            if core.expired(deadline):
+                raise core.timed_out()
+
+    async def next(self, *, latest: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Receive the next train as ``(data, meta)``. See :meth:`Client.next`.
+
+        Examples
+        --------
+        >>> data, meta = await client.next()  # doctest: +SKIP
+        """
+        message = await self.next_message(latest=latest)
+        return message.data, message.meta
+
+    def __aiter__(self) -> AsyncClient:
+        return self
+
+    async def __anext__(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        return await self.next()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()

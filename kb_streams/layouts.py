@@ -1,0 +1,388 @@
+"""Detector array layouts: which axis of a received array is which, found without copying.
+
+Bridge and file data order their axes differently (protocol.md §5.3). The calibration pipeline
+sends XTDF modules (AGIPD, LPD, DSSC) as ``(fast_scan, slow_scan, pulse)``, files and
+extra-data's streamer as ``(pulse, slow_scan, fast_scan)``; raw AGIPD files add a ``data_gain``
+axis after ``pulse``; JUNGFRAU sends ``(slow_scan, fast_scan, cell)`` live and
+``(cell, slow_scan, fast_scan)`` from files. This module names the axes of an array; moving them
+into the canonical order is a :func:`numpy.transpose` view (no copy), done by
+:mod:`kb_streams.labels`.
+
+The pulse axis is *found* from the number of pulse or cell IDs the source sends alongside
+(``image.pulseId``/``image.cellId``, JUNGFRAU ``data.memoryCell``), never guessed from the
+shape alone: LPD modules are 256 x 256, so a shape test cannot tell its layouts apart.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import KBStreamsError
+
+__all__ = [
+    "DETECTORS",
+    "DetectorSpec",
+    "Layout",
+    "LayoutError",
+    "canonical_order",
+    "detector_for",
+    "parse_layout",
+    "pulse_count",
+    "resolve_layout",
+]
+
+Dims = tuple[str, ...]
+
+#: Short names accepted in an explicit layout, and the dimension names they stand for.
+DIM_ALIASES: dict[str, str] = {
+    "m": "module", "mod": "module", "module": "module",
+    "p": "pulse", "pulse": "pulse", "frame": "pulse",
+    "c": "cell", "cell": "cell",
+    "g": "data_gain", "gain": "data_gain", "data_gain": "data_gain",
+    "ss": "slow_scan", "slow_scan": "slow_scan", "y": "slow_scan",
+    "fs": "fast_scan", "fast_scan": "fast_scan", "x": "fast_scan",
+}
+
+_ORDER = {"module": 0, "pulse": 1, "cell": 1, "data_gain": 3, "slow_scan": 4, "fast_scan": 5}
+
+
+class LayoutError(KBStreamsError, ValueError):
+    """An array does not fit the layout asked for (or any layout known for its detector)."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One named way a detector array can arrive: the dimension name of each axis.
+
+    Attributes
+    ----------
+    name
+        ``'online'`` (bridge, calibration pipeline), ``'file'`` (files, extra-data's streamer),
+        ``'file-raw'`` (raw AGIPD/LPD/DSSC files: ``data_gain`` axis), ``'labelled'`` (already in
+        kb_streams' order) or ``'custom'`` (given by the caller).
+    dims
+        One name per axis of the received array, in its order.
+    """
+
+    name: str
+    dims: Dims
+
+    @property
+    def combined(self) -> bool:
+        """True when the array holds several modules (has a ``module`` axis)."""
+        return "module" in self.dims
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """What kb_streams knows about one detector family.
+
+    Attributes
+    ----------
+    name
+        Family name: ``'AGIPD'``, ``'LPD'``, ``'DSSC'``, ``'JUNGFRAU'``, ``'ePix100'``, ...
+    module_shape
+        ``(slow_scan, fast_scan)`` pixels per module, as in extra-data and extra_geom.
+    pulse_dim
+        ``'pulse'`` for XTDF detectors (and the frame axis of cameras), ``'cell'`` for JUNGFRAU.
+    pulse_keys
+        Keys in the same source whose length is the number of pulses (or memory cells).
+    group
+        Key prefix of per-pulse data in the source (``'image'``, ``'data'``).
+    source_re
+        Recognises the family in a source name.
+    module_re
+        Finds the module number (group 1) in a per-module source name.
+    first_module
+        Number of the first module (0 for XTDF, 1 for JUNGFRAU, as extra-data counts).
+    n_modules
+        Modules in the full detector, when the family fixes it.
+    layouts
+        Known layouts, most likely first (per-module layouts, then multi-module ones).
+    train_resolved
+        One frame per train (ePix): a frame axis of length 1 is dropped.
+    """
+
+    name: str
+    module_shape: tuple[int, int]
+    pulse_dim: str
+    pulse_keys: tuple[str, ...]
+    group: str
+    source_re: str
+    module_re: str
+    first_module: int
+    n_modules: int | None
+    layouts: tuple[Layout, ...] = field(repr=False)
+    train_resolved: bool = False
+
+    def matches_source(self, source: str) -> bool:
+        """Whether ``source`` names a device of this family."""
+        return re.search(self.source_re, source, re.IGNORECASE) is not None
+
+    def module_number(self, source: str) -> int | None:
+        """The module number in a per-module source name, or None for a multi-module source."""
+        match = re.search(self.module_re, source)
+        return int(match.group(1)) if match else None
+
+
+def _xtdf_layouts() -> tuple[Layout, ...]:
+    return (
+        Layout("online", ("fast_scan", "slow_scan", "pulse")),
+        Layout("file", ("pulse", "slow_scan", "fast_scan")),
+        Layout("file-raw", ("pulse", "data_gain", "slow_scan", "fast_scan")),
+        Layout("frame", ("slow_scan", "fast_scan")),
+        Layout("online", ("module", "fast_scan", "slow_scan", "pulse")),
+        Layout("file", ("pulse", "module", "slow_scan", "fast_scan")),
+        Layout("file-raw", ("pulse", "data_gain", "module", "slow_scan", "fast_scan")),
+        Layout("labelled", ("module", "pulse", "slow_scan", "fast_scan")),
+        Layout("labelled", ("module", "pulse", "data_gain", "slow_scan", "fast_scan")),
+    )
+
+
+def _jungfrau_layouts() -> tuple[Layout, ...]:
+    return (
+        Layout("online", ("slow_scan", "fast_scan", "cell")),
+        Layout("file", ("cell", "slow_scan", "fast_scan")),
+        Layout("frame", ("slow_scan", "fast_scan")),
+        Layout("online", ("module", "slow_scan", "fast_scan", "cell")),
+        Layout("file", ("cell", "module", "slow_scan", "fast_scan")),
+        Layout("labelled", ("module", "cell", "slow_scan", "fast_scan")),
+    )
+
+
+def _camera_layouts() -> tuple[Layout, ...]:
+    return (
+        Layout("file", ("slow_scan", "fast_scan")),
+        Layout("online", ("slow_scan", "fast_scan", "pulse")),  # calibrated: (y, x, 1)
+        Layout("online-raw", ("pulse", "slow_scan", "fast_scan")),  # raw: (1, y, x)
+        Layout("labelled", ("module", "slow_scan", "fast_scan")),
+    )
+
+
+_XTDF_MODULE_RE = r"/(?:DET|CORR)/(\d+)CH"
+_JF_MODULE_RE = r"/(?:DET|CORR)/(?:JNGFR|MODULE_|RECEIVER-)(\d+)"
+
+#: The detector families kb_streams labels, by name.
+DETECTORS: dict[str, DetectorSpec] = {
+    spec.name: spec
+    for spec in (
+        DetectorSpec("AGIPD", (512, 128), "pulse", ("image.pulseId", "image.cellId"), "image",
+                     r"AGIPD", _XTDF_MODULE_RE, 0, 16, _xtdf_layouts()),
+        DetectorSpec("LPD", (256, 256), "pulse", ("image.pulseId", "image.cellId"), "image",
+                     r"LPD", _XTDF_MODULE_RE, 0, 16, _xtdf_layouts()),
+        DetectorSpec("DSSC", (128, 512), "pulse", ("image.pulseId", "image.cellId"), "image",
+                     r"DSSC", _XTDF_MODULE_RE, 0, 16, _xtdf_layouts()),
+        DetectorSpec("JUNGFRAU", (512, 1024), "cell", ("data.memoryCell",), "data",
+                     r"JNGFR|JUNGF|_JF\d|_JF500K", _JF_MODULE_RE, 1, None, _jungfrau_layouts()),
+        DetectorSpec("ePix10K", (352, 384), "pulse", (), "data",
+                     r"EPIX10K", r"EPIX10K[-_]?(\d+)", 1, None, _camera_layouts(),
+                     train_resolved=True),
+        DetectorSpec("ePix100", (704, 768), "pulse", (), "data",
+                     r"EPIX", r"EPIX(?:100)?[-_](\d+)", 1, None, _camera_layouts(),
+                     train_resolved=True),
+    )
+}
+
+_AGIPD500K = re.compile(r"AGIPD500K", re.IGNORECASE)
+
+
+def full_module_count(spec: DetectorSpec, source: str) -> int | None:
+    """Modules in the whole detector for ``source``, when known (AGIPD500K has 8)."""
+    if spec.name == "AGIPD" and _AGIPD500K.search(source):
+        return 8
+    return spec.n_modules
+
+
+def detector_for(source: str, detector: str | DetectorSpec | None = None) -> DetectorSpec | None:
+    """The detector family of ``source``, from its name (or the ``detector`` override).
+
+    Examples
+    --------
+    >>> detector_for('FXE_DET_LPD1M-1/DET/3CH0:xtdf').name
+    'LPD'
+    >>> detector_for('SPB_IRDA_JF4M/DET/JNGFR02:daqOutput').name
+    'JUNGFRAU'
+    >>> detector_for('SA1_XTD2_XGM/XGM/DOOCS') is None
+    True
+    """
+    if isinstance(detector, DetectorSpec):
+        return detector
+    if detector is not None:
+        for name, spec in DETECTORS.items():
+            if name.lower() == str(detector).lower():
+                return spec
+        raise ValueError(f"unknown detector {detector!r}; known: {', '.join(DETECTORS)}")
+    for spec in DETECTORS.values():
+        if spec.matches_source(source):
+            return spec
+    return None
+
+
+def parse_layout(layout: str | Sequence[str]) -> Dims:
+    """Turn ``'pulse,ss,fs'`` or ``('pulse', 'slow_scan', 'fast_scan')`` into full dim names.
+
+    Short names: ``m``/``module``, ``p``/``pulse``/``frame``, ``c``/``cell``, ``g``/``gain``/
+    ``data_gain``, ``ss``/``y``/``slow_scan``, ``fs``/``x``/``fast_scan``. Other names are kept
+    as they are.
+
+    Examples
+    --------
+    >>> parse_layout('fs, ss, pulse')
+    ('fast_scan', 'slow_scan', 'pulse')
+    >>> parse_layout(['module', 'c', 'y', 'x'])
+    ('module', 'cell', 'slow_scan', 'fast_scan')
+    """
+    parts = re.split(r"[\s,]+", layout.strip()) if isinstance(layout, str) else list(layout)
+    dims = tuple(DIM_ALIASES.get(str(p).strip(), str(p).strip()) for p in parts if str(p).strip())
+    if len(set(dims)) != len(dims):
+        raise LayoutError(f"layout {layout!r} names a dimension twice: {dims}")
+    return dims
+
+
+def pulse_count(spec: DetectorSpec | None, source_data: Mapping[str, Any]) -> tuple[int | None, bool]:
+    """Number of pulses/cells in a source, from its pulse ID keys; and whether they look file-like.
+
+    Returns ``(n, from_file)``: ``n`` is the length of the first of ``spec.pulse_keys`` present
+    (None if none is), ``from_file`` is True when that array is 2-D (files store per-pulse
+    IDs as ``(pulses, 1)``; the bridge pipeline sends ``(pulses,)``).
+    """
+    if spec is None:
+        return None, False
+    for key in spec.pulse_keys:
+        ids = source_data.get(key)
+        shape = getattr(ids, "shape", None)
+        if shape:
+            return int(shape[0]), len(shape) == 2
+    return None, False
+
+
+def _fits(dims: Dims, shape: tuple[int, ...], spec: DetectorSpec, n_pulses: int | None) -> bool:
+    if len(dims) != len(shape):
+        return False
+    ss, fs = spec.module_shape
+    for dim, size in zip(dims, shape):
+        if dim == "slow_scan" and size != ss:
+            return False
+        if dim == "fast_scan" and size != fs:
+            return False
+        if dim in ("pulse", "cell") and n_pulses is not None and size != n_pulses:
+            return False
+        if dim == "pulse" and spec.train_resolved and n_pulses is None and size != 1:
+            return False
+        if dim == "data_gain" and not 1 <= size <= 3:
+            return False
+        if dim == "module" and size < 1:
+            return False
+    return True
+
+
+def _rename_pulse(dims: Dims, spec: DetectorSpec) -> Dims:
+    other = "cell" if spec.pulse_dim == "pulse" else "pulse"
+    return tuple(spec.pulse_dim if d == other else d for d in dims)
+
+
+def resolve_layout(
+    shape: tuple[int, ...],
+    spec: DetectorSpec,
+    *,
+    n_pulses: int | None = None,
+    per_module: bool = True,
+    prefer_file: bool = False,
+    layout: str | Sequence[str] | None = None,
+    where: str = "",
+) -> Layout | None:
+    """Name the axes of an array of ``shape`` from detector ``spec``.
+
+    Parameters
+    ----------
+    shape
+        The received array's shape.
+    spec
+        The detector family.
+    n_pulses
+        Number of pulses (cells) in the source, from :func:`pulse_count`; pins the pulse axis.
+    per_module
+        The source carries one module (its name has a module number): multi-module layouts are
+        not considered. Otherwise multi-module layouts are tried first.
+    prefer_file
+        When several layouts fit (e.g. LPD with 256 pulses), prefer the file layout over the
+        online one. Default: prefer online, the calibration pipeline's layout.
+    layout
+        ``None`` to detect; a layout name (``'online'``, ``'file'``, ``'file-raw'``,
+        ``'labelled'``) to pick among the known ones; or explicit dims (``'pulse,ss,fs'``).
+    where
+        Source and key, for error messages.
+
+    Returns
+    -------
+    Layout or None
+        None when nothing fits and no layout was asked for: the array is not detector data.
+
+    Raises
+    ------
+    LayoutError
+        When ``layout`` is given and the shape does not fit it.
+
+    Examples
+    --------
+    >>> lpd = DETECTORS['LPD']
+    >>> resolve_layout((256, 256, 256), lpd, n_pulses=256).name
+    'online'
+    >>> resolve_layout((256, 256, 256), lpd, n_pulses=256, prefer_file=True).name
+    'file'
+    >>> resolve_layout((256, 256, 10), lpd, n_pulses=10).dims
+    ('fast_scan', 'slow_scan', 'pulse')
+    >>> resolve_layout((10, 256, 256), lpd, layout='p,ss,fs').dims
+    ('pulse', 'slow_scan', 'fast_scan')
+    """
+    where_txt = f" for {where}" if where else ""
+    if layout is not None and not (isinstance(layout, str) and "," not in layout
+                                   and layout.strip() in {lay.name for lay in spec.layouts}):
+        dims = _rename_pulse(parse_layout(layout), spec)
+        if len(dims) != len(shape):
+            raise LayoutError(f"layout {dims} has {len(dims)} axes but the array{where_txt} has "
+                              f"shape {shape}")
+        if not _fits(dims, shape, spec, n_pulses):
+            raise LayoutError(
+                f"array{where_txt} of shape {shape} does not fit layout {dims}: a {spec.name} "
+                f"module is (slow_scan, fast_scan) = {spec.module_shape}"
+                + (f" with {n_pulses} {spec.pulse_dim}s" if n_pulses is not None else ""))
+        return Layout("custom", dims)
+
+    candidates = list(spec.layouts)
+    if layout is not None:
+        candidates = [lay for lay in candidates if lay.name == layout.strip()]
+    if per_module:
+        candidates = [lay for lay in candidates if not lay.combined]
+    else:
+        candidates.sort(key=lambda lay: not lay.combined)  # stable: multi-module first
+    if prefer_file:
+        candidates.sort(key=lambda lay: not lay.name.startswith("file"))
+    for lay in candidates:
+        if _fits(lay.dims, shape, spec, n_pulses):
+            return lay
+    if layout is not None:
+        expected = ", ".join(str(lay.dims) for lay in candidates) or "none for this source"
+        raise LayoutError(
+            f"array{where_txt} of shape {shape} does not fit the {layout!r} layout of "
+            f"{spec.name} (module {spec.module_shape}"
+            + (f", {n_pulses} {spec.pulse_dim}s" if n_pulses is not None else "")
+            + f"); expected one of: {expected}")
+    return None
+
+
+def canonical_order(dims: Dims) -> tuple[int, ...]:
+    """The axis permutation that puts ``dims`` in kb_streams' order.
+
+    ``module``, ``pulse``/``cell``, other named axes (kept in their order), ``data_gain``,
+    ``slow_scan``, ``fast_scan``.
+
+    Examples
+    --------
+    >>> canonical_order(('fast_scan', 'slow_scan', 'pulse'))
+    (2, 1, 0)
+    """
+    return tuple(sorted(range(len(dims)), key=lambda i: (_ORDER.get(dims[i], 2), i)))

@@ -1,0 +1,475 @@
+"""Run a function on a Dask cluster for each item of a stream: bounded, ordered, never stalling.
+
+``source.offload(func, n=4, client=client)`` replaces streamz' ``scatter().map(func).buffer(n)
+.gather()`` with one node that
+
+* keeps at most ``n`` items in flight: the ``n+1``-th item's emit stays pending (backpressure
+  reaches an awaiting source such as ``from_karabo_bridge``);
+* emits results in the order items arrived (``ordered=False``: as they complete);
+* turns an item whose task raised, timed out or lost its worker into an :class:`OffloadError`
+  record (train ID, exception, traceback text) on ``node.errors`` and goes on: one bad train never
+  stalls the graph (stock ``buffer`` + ``gather`` stalls forever on the first failing task);
+* scatters large items straight to a worker (``direct=True``), never inside a task message;
+* uses the client it was given (or the default client at build time), never a later default;
+* forgets each item once passed on (no ``current_value`` pinning a train).
+
+The node runs on its graph's event loop and hands the Dask calls to the client's loop, so it works
+in an ``asynchronous=True`` graph inside a running loop and in a sync graph fed from a script,
+whichever of graph and client was created first.
+
+Use it when trains are at most a few tens of MB, or already reduced/sharded, before they leave the
+graph's process. For megapixel trains see :mod:`kb_streams.worker_receive`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback
+import uuid
+from collections import deque
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+from dask.sizeof import sizeof
+from dask.utils import funcname
+from distributed import Client, default_client
+from distributed.client import FutureCancelledError
+from distributed.utils import sync
+from streamz import Stream
+
+__all__ = ["Offload", "OffloadError", "OffloadStats", "train_id_of"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Failures that mean "the cluster lost this item" (worker or scattered data gone, connection
+#: dropped) rather than "the function raised"; such items are re-submitted up to ``retries`` times.
+#: ``KilledWorker`` is not among them: Dask already re-ran that task on several workers.
+LOST = (FutureCancelledError, OSError)
+
+
+def train_id_of(item: Any) -> int | None:
+    """The train ID an item carries, or ``None``.
+
+    Looks, in this order, at a ``train_id`` attribute (``Train``, ``Message``), a scalar ``trainId``
+    coordinate or attribute (xarray), a ``(data, meta)`` pair from a bridge client
+    (``meta[source]['timestamp.tid']``) and a ``'trainId'`` key of a mapping.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> train_id_of(xr.DataArray([1.0, 2.0], dims="pulse", coords={"trainId": 10042}))
+    10042
+    >>> train_id_of(({"det": {}}, {"det": {"timestamp.tid": 7}}))
+    7
+    >>> train_id_of(3.0) is None
+    True
+    """
+    try:
+        tid = getattr(item, "train_id", None)
+        if tid is not None and not callable(tid):
+            return int(tid)
+        coords = getattr(item, "coords", None)
+        if coords is not None and "trainId" in coords:
+            values = np.asarray(coords["trainId"].values).ravel()
+            return int(values[0]) if values.size == 1 else None
+        attrs = getattr(item, "attrs", None)
+        if isinstance(attrs, Mapping) and "trainId" in attrs:
+            return int(attrs["trainId"])
+        if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], Mapping):
+            for source_meta in item[1].values():
+                if isinstance(source_meta, Mapping) and "timestamp.tid" in source_meta:
+                    return int(source_meta["timestamp.tid"])
+        if isinstance(item, Mapping) and "trainId" in item:
+            return int(item["trainId"])
+    except (TypeError, ValueError):
+        pass
+    return None
+
+
+def nbytes_of(item: Any) -> int:
+    """Bytes an item weighs: its ``nbytes`` if it says, else Dask's ``sizeof`` estimate."""
+    nbytes = getattr(item, "nbytes", None)
+    if isinstance(nbytes, (int, np.integer)) and not isinstance(nbytes, bool):
+        return int(nbytes)
+    return int(sizeof(item))
+
+
+@dataclass(frozen=True)
+class OffloadError:
+    """One item the cluster could not turn into a result; emitted on ``node.errors``.
+
+    Attributes
+    ----------
+    train_id
+        Train ID of the item (see :func:`train_id_of`), ``None`` if it has none.
+    index
+        Position of the item in the node's input (0 for the first item).
+    func
+        Name of the offloaded function.
+    exception
+        The exception (its ``__traceback__`` dropped so it pins no train; see ``traceback``).
+    traceback
+        The formatted traceback, including the worker-side frames.
+    attempts
+        How many times the item was submitted.
+    """
+
+    train_id: int | None
+    index: int
+    func: str
+    exception: BaseException
+    traceback: str
+    attempts: int = 1
+
+    def __str__(self) -> str:
+        where = f"train {self.train_id}" if self.train_id is not None else f"item {self.index}"
+        return f"{where}: {self.func} failed: {type(self.exception).__name__}: {self.exception}"
+
+
+@dataclass
+class OffloadStats:
+    """Counters of an offload node (``node.stats``); updated live."""
+
+    accepted: int = 0
+    completed: int = 0
+    failed: int = 0
+    resubmitted: int = 0
+    timed_out: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+    bytes_scattered: int = 0
+    bytes_in_tasks: int = 0
+    bytes_results: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass(eq=False)
+class _Entry:
+    index: int
+    train_id: int | None
+    metadata: list
+    task: asyncio.Task = field(init=False)
+
+
+@dataclass
+class _Outcome:
+    ok: bool
+    value: Any
+
+
+@Stream.register_api(attribute_name="offload")
+class Offload(Stream):
+    """Apply ``func`` to each item on a Dask cluster, ``n`` items at a time, without stalling.
+
+    Parameters
+    ----------
+    upstream
+        The stream feeding items (registered as ``Stream.offload``).
+    func
+        ``func(item, *args, **kwargs)``; runs on a worker. Return something small.
+    n
+        Most items in flight (submitted, running, or waiting to be emitted).
+    ordered
+        Emit results in input order (default; a slow item holds back later ones), or as they
+        complete.
+    client
+        The :class:`distributed.Client` to use. Default: the current default client, fixed when the
+        node is built (see :func:`kb_streams.cluster.connect`).
+    retries
+        Extra attempts for an item: Dask re-runs a task that raised up to ``retries`` times, and the
+        node re-submits an item whose worker or scattered data was lost up to ``retries`` times.
+    timeout
+        Seconds an item may take from submission to result; then it is cancelled and reported as a
+        ``TimeoutError`` record. ``None``: no limit (a cluster without workers then waits).
+    scatter
+        ``'auto'``: items of at least ``scatter_threshold`` bytes are scattered straight to a worker,
+        smaller ones travel inside the task message. ``True``/``False``: always/never scatter.
+    scatter_threshold
+        Byte size from which ``scatter='auto'`` scatters.
+    submit_kwargs
+        Extra :meth:`distributed.Client.submit` options (``resources``, ``workers``, ``priority``).
+    kwargs
+        Keyword arguments for ``func``.
+
+    Attributes
+    ----------
+    errors : streamz.Stream
+        Emits an :class:`OffloadError` for each item that did not produce a result.
+    stats : OffloadStats
+        Live counters.
+
+    Examples
+    --------
+    >>> from streamz import Stream
+    >>> from kb_streams.cluster import connect
+    >>> client = connect(n_workers=2)                         # doctest: +SKIP
+    >>> source = Stream()                                     # doctest: +SKIP
+    >>> node = source.offload(lambda x: 1 / x, n=4, client=client)      # doctest: +SKIP
+    >>> results, errors = node.sink_to_list(), node.errors.sink_to_list()  # doctest: +SKIP
+    >>> for x in [1, 2, 0, 4]:                                # doctest: +SKIP
+    ...     source.emit(x)
+    >>> node.drain(timeout=30)                                # doctest: +SKIP
+    >>> results, [e.index for e in errors]                    # doctest: +SKIP
+    ([1.0, 0.5, 0.25], [2])
+    """
+
+    _graphviz_shape = "octagon"
+
+    def __init__(
+        self,
+        upstream: Stream,
+        func: Callable[..., Any],
+        *args: Any,
+        n: int = 4,
+        ordered: bool = True,
+        client: Client | None = None,
+        retries: int = 0,
+        timeout: float | None = None,
+        scatter: bool | str = "auto",
+        scatter_threshold: int = 64_000,
+        submit_kwargs: Mapping[str, Any] | None = None,
+        stream_name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if n < 1:
+            raise ValueError(f"n must be at least 1, not {n}")
+        if scatter not in (True, False, "auto"):
+            raise ValueError(f"scatter must be True, False or 'auto', not {scatter!r}")
+        if client is None:
+            try:
+                client = default_client()
+            except ValueError:
+                raise ValueError(
+                    "offload needs a Dask client: pass client=kb_streams.cluster.connect(...)"
+                ) from None
+        self.func = func
+        self.args = args
+        self.kwargs = kwargs
+        self.n = n
+        self.ordered = ordered
+        self.client = client
+        self.retries = retries
+        self.timeout = timeout
+        self.scatter = scatter
+        self.scatter_threshold = scatter_threshold
+        self.submit_kwargs = dict(submit_kwargs or {})
+        self.stats = OffloadStats()
+        self._func_name = funcname(func)
+
+        loop = asynchronous = None
+        if upstream is None or upstream.loop is None:
+            # no loop yet: run on the client's (its own thread for a sync client)
+            loop = client.loop
+            if getattr(client, "_asynchronous", False) and (
+                upstream is None or upstream.asynchronous is None
+            ):
+                asynchronous = True
+        super().__init__(upstream, loop=loop, asynchronous=asynchronous, stream_name=stream_name)
+        self.errors = Stream(loop=self.loop, asynchronous=self.asynchronous,
+                             stream_name=f"{stream_name or 'offload'}.errors")
+
+        self._next_index = 0
+        self._slots: asyncio.Semaphore | None = None
+        self._pending: deque[_Entry] = deque()  # in input order (ordered mode)
+        self._done: deque[_Entry] = deque()  # in completion order (unordered mode)
+        self._wakeup: asyncio.Event | None = None
+        self._emitter: asyncio.Task | None = None
+        self._tasks: set[asyncio.Future] = set()
+        self._idle: asyncio.Event | None = None
+
+    # -- streamz interface -------------------------------------------------------------------
+    def update(self, x: Any, who: Stream | None = None, metadata: list | None = None):
+        metadata = metadata or []
+        self._retain_refs(metadata)
+        task = asyncio.ensure_future(self._accept(x, metadata))
+        self._keep(task)
+        return task
+
+    def _emit(self, x: Any, metadata: list | None = None) -> list:
+        try:
+            return super()._emit(x, metadata=metadata)
+        finally:
+            self.current_value = None
+            self.current_metadata = None
+
+    # -- public helpers ----------------------------------------------------------------------
+    def drain(self, timeout: float | None = None):
+        """Wait until every item accepted so far has been emitted as a result or an error.
+
+        From the graph's event loop this returns an awaitable; from any other thread it blocks.
+        ``TimeoutError`` if items are still in flight after ``timeout`` seconds.
+
+        Examples
+        --------
+        >>> node.drain(timeout=60)                                # doctest: +SKIP
+        >>> await node.drain(timeout=60)                          # doctest: +SKIP
+        """
+        async def _drain() -> None:
+            if self._idle is not None:
+                await asyncio.wait_for(self._idle.wait(), timeout)
+
+        if _in_loop(self.loop):
+            return _drain()
+        sync(self.loop, _drain)
+        return None
+
+    # -- graph side --------------------------------------------------------------------------
+    def _keep(self, task: asyncio.Future) -> None:
+        self._setup()
+        self._idle.clear()
+        self._tasks.add(task)
+        task.add_done_callback(self._forget_task)
+
+    def _forget_task(self, task: asyncio.Future) -> None:
+        self._tasks.discard(task)
+        self._check_idle()
+
+    def _check_idle(self) -> None:
+        if not self.stats.in_flight and not self._tasks:
+            self._idle.set()
+
+    def _setup(self) -> None:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.n)
+            self._wakeup = asyncio.Event()
+            self._idle = asyncio.Event()
+
+    async def _accept(self, x: Any, metadata: list) -> None:
+        await self._slots.acquire()
+        entry = _Entry(self._next_index, train_id_of(x), metadata)
+        self._next_index += 1
+        stats = self.stats
+        stats.accepted += 1
+        stats.in_flight += 1
+        stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
+        entry.task = asyncio.ensure_future(self._on_client(self._run, x, entry))
+        del x
+        if self.ordered:
+            self._pending.append(entry)
+        else:
+            entry.task.add_done_callback(lambda _, e=entry: self._completed(e))
+        self._wakeup.set()
+        if self._emitter is None or self._emitter.done():
+            self._emitter = asyncio.ensure_future(self._emit_results())
+
+    def _completed(self, entry: _Entry) -> None:
+        self._done.append(entry)
+        self._wakeup.set()
+
+    async def _emit_results(self) -> None:
+        """Deliver outcomes downstream; ends when nothing is in flight (restarted on demand)."""
+        queue = self._pending if self.ordered else self._done
+        while self.stats.in_flight:
+            if not queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            entry = queue[0]
+            try:
+                outcome = await asyncio.shield(entry.task)
+            except asyncio.CancelledError:
+                if not entry.task.cancelled():
+                    raise  # this emitter is being cancelled, not the item
+                outcome = _Outcome(False, self._error(entry, asyncio.CancelledError(), 1))
+            except Exception as exc:  # e.g. the client's loop is gone
+                outcome = _Outcome(False, self._error(entry, exc, 1))
+            queue.popleft()
+            await self._deliver(entry, outcome)
+            self.stats.in_flight -= 1
+            self._slots.release()
+            self._release_refs(entry.metadata)
+        self._check_idle()
+
+    async def _deliver(self, entry: _Entry, outcome: _Outcome) -> None:
+        if outcome.ok:
+            self.stats.completed += 1
+            target, value, metadata = self, outcome.value, entry.metadata
+        else:
+            self.stats.failed += 1
+            logger.warning("%s", outcome.value)
+            target, value, metadata = self.errors, outcome.value, None
+        del outcome
+        try:
+            await asyncio.gather(*target._emit(value, metadata=metadata))
+        except Exception:
+            where = f"train {entry.train_id}" if entry.train_id is not None else f"item {entry.index}"
+            logger.exception("downstream of offload(%s) raised on %s", self._func_name, where)
+
+    async def _on_client(self, func: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
+        """Run ``func(*args)`` on the client's event loop, from wherever the graph runs."""
+        client_loop = self.client.loop.asyncio_loop
+        if asyncio.get_running_loop() is client_loop:
+            return await func(*args)
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(func(*args), client_loop))
+
+    # -- client side -------------------------------------------------------------------------
+    def _should_scatter(self, nbytes: int) -> bool:
+        return self.scatter is True or (self.scatter == "auto" and nbytes >= self.scatter_threshold)
+
+    async def _run(self, x: Any, entry: _Entry) -> _Outcome:
+        """Submit one item (re-submitting after a lost worker) and wait for its result."""
+        client, stats = self.client, self.stats
+        nbytes = nbytes_of(x)
+        scatter = self._should_scatter(nbytes)
+        key_prefix = f"{self._func_name}-" + (
+            f"train{entry.train_id}" if entry.train_id is not None else f"item{entry.index}")
+        attempts = 0
+        while True:
+            attempts += 1
+            future = arg = None
+            try:
+                if scatter:
+                    [arg] = await client.scatter([x], direct=True, hash=False)
+                    stats.bytes_scattered += nbytes
+                else:
+                    arg = x
+                    stats.bytes_in_tasks += nbytes
+                future = client.submit(self.func, arg, *self.args, key=f"{key_prefix}-{uuid.uuid4().hex}",
+                                       pure=False, retries=self.retries, **self.submit_kwargs,
+                                       **self.kwargs)
+                result = await asyncio.wait_for(client.gather(future, direct=True), self.timeout)
+                stats.bytes_results += nbytes_of(result)
+                return _Outcome(True, result)
+            except (Exception, FutureCancelledError) as exc:
+                task_raised = future is not None and future.status == "error"
+                if isinstance(exc, TimeoutError) and self.timeout is not None and not task_raised:
+                    stats.timed_out += 1
+                    exc = TimeoutError(f"no result within {self.timeout} s")
+                elif isinstance(exc, LOST) and not task_raised and attempts <= self.retries:
+                    stats.resubmitted += 1
+                    logger.info("resubmitting %s after %s: %s", key_prefix, type(exc).__name__, exc)
+                    continue
+                return _Outcome(False, self._error(entry, exc, attempts))
+            finally:
+                if future is not None and not future.done():
+                    await _cancel(client, future)
+                del future, arg
+
+    def _error(self, entry: _Entry, exc: BaseException, attempts: int) -> OffloadError:
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        exc.__traceback__ = None  # its frames hold the item
+        exc.__context__ = exc.__cause__ = None
+        return OffloadError(entry.train_id, entry.index, self._func_name, exc, text, attempts)
+
+
+async def _cancel(client: Client, future: Any) -> None:
+    try:
+        await client.cancel([future], asynchronous=True)
+    except Exception:  # the client may be closing; the key is released with the future anyway
+        logger.debug("could not cancel %s", future.key, exc_info=True)
+
+
+def _in_loop(loop: Any) -> bool:
+    """Whether this thread is running ``loop`` (a tornado IOLoop)."""
+    try:
+        return asyncio.get_running_loop() is loop.asyncio_loop
+    except RuntimeError:
+        return False
+

@@ -1,0 +1,418 @@
+"""The streamz source node: trains from a Karabo bridge into a streamz graph.
+
+``Stream.from_karabo_bridge(endpoint)`` (registered here and through the ``streamz.sources`` entry
+point) receives trains with :class:`kb_streams.client.AsyncClient` and emits one
+:class:`kb_streams.train.Train` per train. It waits for the whole graph to accept a train before it
+asks for the next one, so a slow graph slows the source down instead of queueing trains; with
+``sock='SUB'`` it keeps only the newest train, so the data stay fresh under a slow graph.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import threading
+import time
+from dataclasses import dataclass, fields
+from typing import Any
+
+from streamz import Stream
+from streamz.core import RefCounter
+from streamz.sources import Source
+
+from .client import AsyncClient
+from .errors import ProtocolError
+from .nodes import ForgetValues, forget_values
+from .train import Train
+
+__all__ = ["SourceStats", "from_karabo_bridge"]
+
+logger = logging.getLogger(__name__)
+
+_CLIENT_COUNTERS = ("bytes", "gaps", "decode_errors", "timeouts", "reconnects", "dropped")
+
+
+@dataclass
+class SourceStats:
+    """Counters of a :class:`from_karabo_bridge` node (a snapshot; see ``source.stats``).
+
+    Attributes
+    ----------
+    trains
+        Trains emitted into the graph.
+    bytes
+        Bytes received (message size on the wire).
+    gaps
+        Train IDs missing between consecutive received trains (lost before they reached us).
+    dropped
+        Trains received but skipped to keep the data fresh (``latest=True``).
+    decode_errors
+        Messages that could not be decoded (:class:`kb_streams.ProtocolError`); each is skipped.
+    timeouts
+        Receive timeouts (no train within ``timeout`` seconds).
+    reconnects
+        Times the client connected afresh to recover a REQ request lost with its server.
+    errors
+        Trains for which a node of the graph raised an exception.
+    in_flight
+        Trains emitted that have not yet left the graph.
+    last_train_id
+        Train ID of the last train emitted.
+    protocol_version
+        Protocol version of the last train received.
+    age_last, age_mean, age_max
+        Data age in seconds (time since the train's timestamp) when a train was emitted:
+        the last one, the mean and the maximum over all trains. ``nan`` before the first train
+        or when trains carry no timestamps.
+    """
+
+    trains: int = 0
+    bytes: int = 0
+    gaps: int = 0
+    dropped: int = 0
+    decode_errors: int = 0
+    timeouts: int = 0
+    reconnects: int = 0
+    errors: int = 0
+    in_flight: int = 0
+    last_train_id: int | None = None
+    protocol_version: str | None = None
+    age_last: float = float("nan")
+    age_mean: float = float("nan")
+    age_max: float = float("nan")
+
+
+class _InFlight:
+    """One train's ticket: released once, when the train has left the graph or failed."""
+
+    __slots__ = ("_source", "_semaphore", "_released")
+
+    def __init__(self, source: from_karabo_bridge, semaphore: asyncio.Semaphore | None) -> None:
+        self._source = source
+        self._semaphore = semaphore
+        self._released = False
+        source._in_flight += 1
+
+    def release(self) -> None:
+        if self._released:
+            return
+        self._released = True
+        self._source._in_flight -= 1
+        if self._semaphore is not None:
+            self._semaphore.release()
+
+
+def _seconds(age: Any) -> float:
+    if age is None:
+        return float("nan")
+    if isinstance(age, datetime.timedelta):
+        return age.total_seconds()
+    if hasattr(age, "dtype") and age.dtype.kind == "m":  # numpy timedelta64
+        return float(age / _ONE_SECOND)
+    return float(age)
+
+
+try:
+    import numpy as _np
+
+    _ONE_SECOND = _np.timedelta64(1, "s")
+except ImportError:  # pragma: no cover - numpy is a dependency
+    _ONE_SECOND = None
+
+
+@Stream.register_api(staticmethod)
+class from_karabo_bridge(ForgetValues, Source):
+    """Emit the trains of a Karabo bridge as :class:`kb_streams.Train` records.
+
+    Parameters
+    ----------
+    endpoint
+        ZeroMQ endpoint of the bridge, e.g. ``'tcp://exflonc12:45000'``.
+    sock
+        ``'REQ'`` (the bridge's REP socket; the default), ``'SUB'`` (PUB) or ``'PULL'`` (PUSH).
+    timeout
+        Seconds without a train before the client gives up waiting (``stats.timeouts``); with
+        REQ it then abandons the request and asks again (``stats.reconnects``), which recovers
+        from a server that died holding it. Keep it well above the time one train takes to arrive
+        (about 1 s for 1.4 GB). ``None`` waits forever. It does not delay :meth:`stop`.
+    prefetch
+        REQ only: requests the client keeps outstanding while the graph works on a train.
+    max_in_flight
+        Cap on trains anywhere in the graph at once (in buffers, partitions, Dask), counted from
+        emit until the train's last reference leaves the graph. ``None``: no cap beyond
+        the graph's own back-pressure.
+    latest
+        Keep only the newest waiting train and drop older ones (counted in ``stats.dropped``).
+        Default: ``True`` for ``'SUB'``, ``False`` otherwise.
+    forget
+        Make every node of the graph forget the last item it emitted
+        (:func:`kb_streams.nodes.forget_values`) when the source starts, so that finished trains
+        are freed at once.
+    start
+        Start receiving at once. Usually connect the graph first, then call :meth:`start`.
+    asynchronous, loop, stream_name
+        As for any streamz node: ``asynchronous=True`` runs on the running asyncio loop; by
+        default streamz's own event-loop thread is used.
+    **client_kwargs
+        Passed on to :class:`kb_streams.client.AsyncClient` (e.g. ``hwm``, ``context``).
+
+    Notes
+    -----
+    * The node waits for every awaitable the graph returns before asking for the next train, so
+      back-pressure from ``buffer``, Dask ``gather`` or async sinks reaches the bridge.
+    * A train that cannot be decoded, or for which a node raises, is counted, logged with its train
+      ID and skipped: the stream goes on. A restarted server on the same endpoint is picked up
+      without rebuilding the graph.
+    * ``source.stats`` holds the counters (:class:`SourceStats`).
+
+    Examples
+    --------
+    From a script (streamz runs the source in its own event-loop thread):
+
+    >>> from streamz import Stream
+    >>> import kb_streams
+    >>> source = Stream.from_karabo_bridge("tcp://127.0.0.1:45000")  # doctest: +SKIP
+    >>> ids = source.map(lambda train: train.train_id).sink_to_list()  # doctest: +SKIP
+    >>> source.start()  # doctest: +SKIP
+    >>> source.stop(); source.join(timeout=2)  # doctest: +SKIP
+
+    Inside a running asyncio loop:
+
+    >>> async def main():  # doctest: +SKIP
+    ...     source = Stream.from_karabo_bridge(endpoint, sock="SUB", asynchronous=True)
+    ...     source.map(analyse).sink(show)
+    ...     source.start()
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        sock: str = "REQ",
+        *,
+        timeout: float | None = 5.0,
+        prefetch: int = 1,
+        max_in_flight: int | None = None,
+        latest: bool | None = None,
+        forget: bool = True,
+        start: bool = False,
+        asynchronous: bool | None = None,
+        loop: Any = None,
+        stream_name: str | None = None,
+        **client_kwargs: Any,
+    ) -> None:
+        sock = sock.upper()
+        if sock not in ("REQ", "SUB", "PULL"):
+            raise ValueError(f"sock must be 'REQ', 'SUB' or 'PULL', not {sock!r}")
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"timeout must be None or a number of seconds > 0, not {timeout!r}")
+        if max_in_flight is not None and max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be >= 1 or None, not {max_in_flight!r}")
+        self.endpoint = endpoint
+        self.sock = sock
+        self.timeout = timeout
+        self.prefetch = prefetch
+        self.max_in_flight = max_in_flight
+        self.latest = (sock == "SUB") if latest is None else bool(latest)
+        self.forget = forget
+        self.client_kwargs = client_kwargs
+        self._stats = SourceStats()
+        self._client: AsyncClient | None = None
+        self._in_flight = 0
+        self._generation = 0
+        self._lock: asyncio.Lock | None = None
+        self._receiving: asyncio.Future | None = None
+        self._age_sum = 0.0
+        self._age_count = 0
+        self._finished = threading.Event()
+        self._finished.set()
+        super().__init__(start=False, asynchronous=asynchronous, loop=loop,
+                         stream_name=stream_name)
+        if start:
+            self.start()
+
+    # -- public -----------------------------------------------------------------------------
+
+    @property
+    def stats(self) -> SourceStats:
+        """A snapshot of the counters (:class:`SourceStats`)."""
+        stats = SourceStats(**{f.name: getattr(self._stats, f.name) for f in fields(SourceStats)})
+        client = self._client
+        if client is not None:
+            live = client.stats
+            for name in _CLIENT_COUNTERS:
+                setattr(stats, name, getattr(stats, name) + getattr(live, name, 0))
+            stats.protocol_version = getattr(live, "protocol_version", None) or stats.protocol_version
+        stats.in_flight = self._in_flight
+        return stats
+
+    def start(self) -> None:
+        """Start receiving (again); does nothing while running. Thread-safe."""
+        if self.stopped:
+            if self.forget:
+                forget_values(self)
+            self._finished.clear()
+            self._generation += 1
+        super().start()
+
+    def stop(self) -> None:
+        """Stop receiving; a wait for the next train is interrupted at once. Thread-safe.
+
+        Trains already in the graph go on; :meth:`join` waits for them.
+        """
+        if not self.stopped:
+            self.stopped = True
+            self.loop.add_callback(self._interrupt)
+
+    def _interrupt(self) -> None:
+        task = self._receiving
+        if task is not None and not task.done():
+            task.cancel()
+
+    @property
+    def finished(self) -> bool:
+        """Whether the source is not running: stopped (or never started), its trains drained."""
+        return self._finished.is_set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until the source has stopped and its trains have left the graph.
+
+        Call it from any thread but the source's event loop (there, poll :attr:`finished`).
+
+        Returns
+        -------
+        bool
+            ``True`` if the source finished within ``timeout`` seconds.
+        """
+        return self._finished.wait(timeout)
+
+    # -- the receive loop -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        generation = self._generation
+        async with self._run_lock():  # a restart waits for the previous run to wind down
+            crashed = False
+            try:
+                semaphore = (asyncio.Semaphore(self.max_in_flight)
+                             if self.max_in_flight is not None else None)
+                self._client = AsyncClient(self.endpoint, sock=self.sock, timeout=self.timeout,
+                                           prefetch=self.prefetch, **self.client_kwargs)
+                try:
+                    while not self.stopped and generation == self._generation:
+                        await self._step(semaphore)
+                    await self._drain()
+                finally:
+                    self._close_client()
+            except Exception:
+                crashed = True
+                logger.exception("Bridge source %s (%s) failed and stopped",
+                                 self.endpoint, self.sock)
+            finally:
+                if generation == self._generation:
+                    if crashed:
+                        self.stopped = True  # so that start() can run it again
+                    self._finished.set()
+
+    def _run_lock(self) -> asyncio.Lock:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
+
+    async def _step(self, semaphore: asyncio.Semaphore | None) -> None:
+        self._receiving = asyncio.ensure_future(self._client.next_message(latest=self.latest))
+        try:
+            message = await self._receiving
+        except asyncio.CancelledError:
+            if self.stopped:  # interrupted by stop()
+                return
+            raise
+        except TimeoutError:
+            return
+        except ProtocolError as exc:
+            where = f"train {exc.train_id}" if exc.train_id is not None else "a train"
+            logger.warning("Skipped %s from %s: %s", where, self.endpoint, exc)
+            return
+        try:
+            train = Train.from_message(message)
+        except Exception as exc:
+            self._stats.decode_errors += 1
+            logger.warning("Skipped train %s from %s: %s", message.train_id, self.endpoint, exc)
+            return
+        finally:
+            self._receiving = None
+            del message
+        if semaphore is not None:
+            await semaphore.acquire()
+        ticket = _InFlight(self, semaphore)
+        self._count(train)
+        train_id = train.train_id
+        awaitables, failures = self._emit_train(train, ticket)
+        del train
+        if awaitables:
+            results = await asyncio.gather(*awaitables, return_exceptions=True)
+            failures += [r for r in results if isinstance(r, BaseException)]
+            del results
+        if failures:
+            self._downstream_error(train_id, failures)
+            ticket.release()
+
+    def _emit_train(self, train: Train, ticket: _InFlight) -> tuple[list, list[BaseException]]:
+        """Like ``Stream._emit``, but one failing branch neither stops the others nor the source."""
+        downstreams = list(self.downstreams)
+        if not downstreams:
+            ticket.release()
+            return [], []
+        metadata = [{"ref": RefCounter(cb=ticket.release, loop=self.loop),
+                     "train_id": train.train_id}]
+        self._retain_refs(metadata, len(downstreams))
+        awaitables: list = []
+        failures: list[BaseException] = []
+        for downstream in downstreams:
+            try:
+                result = downstream.update(train, who=self, metadata=metadata)
+            except Exception as exc:
+                failures.append(exc)
+            else:
+                if type(result) is list:
+                    awaitables.extend(r for r in result if r is not None)
+                elif result is not None:
+                    awaitables.append(result)
+            finally:
+                self._release_refs(metadata)
+        return awaitables, failures
+
+    def _downstream_error(self, train_id: int | None, failures: list[BaseException]) -> None:
+        self._stats.errors += 1
+        for exc in failures:
+            # log the text only, and drop the traceback: it would keep the train's arrays alive
+            logger.error("Train %s: error in the graph: %s: %s", train_id, type(exc).__name__, exc)
+            exc.__traceback__ = None
+
+    def _count(self, train: Train) -> None:
+        stats = self._stats
+        stats.trains += 1
+        stats.last_train_id = train.train_id
+        age = _seconds(getattr(train, "age", None))
+        if age == age:  # not nan
+            self._age_sum += age
+            self._age_count += 1
+            stats.age_last = age
+            stats.age_mean = self._age_sum / self._age_count
+            stats.age_max = age if not stats.age_max >= age else stats.age_max
+
+    async def _drain(self, timeout: float = 5.0) -> None:
+        """After stop: wait (bounded) for the trains still in the graph."""
+        deadline = time.monotonic() + timeout
+        while self._in_flight > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+
+    def _close_client(self) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        live = client.stats
+        for name in _CLIENT_COUNTERS:
+            setattr(self._stats, name, getattr(self._stats, name) + getattr(live, name, 0))
+        self._stats.protocol_version = (getattr(live, "protocol_version", None)
+                                        or self._stats.protocol_version)
+        client.close()
