@@ -1,4 +1,4 @@
-"""Array pieces of the bridge codec: dtype and shape validation, arrays on buffers, msgpack-numpy maps.
+"""Array pieces of the bridge codec: dtype and shape checks, arrays on buffers, msgpack-numpy.
 
 Private to :mod:`kb_streams.protocol`. Functions here raise :class:`Invalid` with a reason; the
 decoder turns it into a :class:`~kb_streams.errors.ProtocolError` that also names the part, source,
@@ -8,6 +8,7 @@ key and train. Nothing here unpickles or evaluates anything taken from the wire.
 from __future__ import annotations
 
 import ast
+import functools
 import math
 from typing import Any
 
@@ -37,21 +38,24 @@ def parse_dtype(spec: Any) -> np.dtype:
     if isinstance(spec, str):
         if len(spec) > MAX_DTYPE_CHARS:
             raise Invalid(f"dtype string of {len(spec)} characters is too long")
-        if spec.lstrip().startswith("["):
-            try:
-                spec = ast.literal_eval(spec)
-            except Exception:
-                raise Invalid(f"unreadable structured dtype {spec[:80]!r}") from None
-            dtype = _descr_to_dtype(spec, 0)
-        else:
-            try:
-                dtype = np.dtype(spec)
-            except Exception:
-                raise Invalid(f"unknown dtype {spec[:80]!r}") from None
-    elif isinstance(spec, (list, tuple)):
-        dtype = _descr_to_dtype(spec, 0)
-    else:
-        raise Invalid(f"dtype must be a string or a structured descr list, not {type(spec).__name__}")
+        return _parse_dtype_string(spec)
+    if isinstance(spec, (list, tuple)):
+        return check_dtype(_descr_to_dtype(spec, 0))
+    raise Invalid(f"dtype must be a string or a structured descr list, not {type(spec).__name__}")
+
+
+@functools.lru_cache(maxsize=256)  # the same few spellings arrive with every train
+def _parse_dtype_string(spec: str) -> np.dtype:
+    if spec.lstrip().startswith("["):
+        try:
+            descr = ast.literal_eval(spec)
+        except Exception:
+            raise Invalid(f"unreadable structured dtype {spec[:80]!r}") from None
+        return check_dtype(_descr_to_dtype(descr, 0))
+    try:
+        dtype = np.dtype(spec)
+    except Exception:
+        raise Invalid(f"unknown dtype {spec[:80]!r}") from None
     return check_dtype(dtype)
 
 
@@ -60,7 +64,7 @@ def check_dtype(dtype: np.dtype) -> np.dtype:
     if dtype.hasobject:
         raise Invalid(f"object dtype {str(dtype)[:80]!r} is refused (it would need pickle)")
     if dtype.subdtype is not None:
-        raise Invalid(f"sub-array dtype {str(dtype)[:80]!r} is not allowed; put the shape in 'shape'")
+        raise Invalid(f"sub-array dtype {str(dtype)[:80]!r} is not allowed; use 'shape'")
     if dtype.itemsize == 0:
         raise Invalid(f"zero-size dtype {str(dtype)!r} is not allowed")
     return dtype
@@ -128,7 +132,9 @@ def array_on_buffer(buffer: memoryview, dtype: np.dtype, shape: tuple[int, ...])
     try:
         return np.ndarray(shape=shape, dtype=dtype, buffer=buffer)
     except Exception as err:
-        raise Invalid(f"cannot build array of shape {list(shape)} and dtype {dtype}: {err}") from None
+        raise Invalid(
+            f"cannot build array of shape {list(shape)} and dtype {dtype}: {err}"
+        ) from None
 
 
 def decode_numpy_map(obj: dict) -> Any:
@@ -175,7 +181,7 @@ def _decode_complex(obj: dict) -> complex:
 
 
 def contiguous_bytes(array: np.ndarray) -> memoryview:
-    """The array's C-order bytes as a flat ``'B'`` memoryview: no copy unless it is not C-contiguous.
+    """The array's C-order bytes as a flat ``'B'`` memoryview, copied only if not C-contiguous.
 
     A byte view works for every dtype, including those the buffer protocol refuses
     (``datetime64``, ``timedelta64``).

@@ -7,7 +7,7 @@ train ID where known; no other exception leaves :func:`decode_parts`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgpack
@@ -20,6 +20,9 @@ logger = logging.getLogger(__name__)
 SourceData = dict[str, dict[str, Any]]
 _ARRAY_CONTENTS = ("array", "ImageData")
 _warned_versions: set[str] = set()
+_TIMESTAMP_REFUSED = "msgpack timestamp extension is not allowed"
+#: Most elements accepted in one msgpack array or map (bulk data belongs in ndarrays).
+MAX_CONTAINER_LEN = 2**24
 
 
 class _Refused:
@@ -34,8 +37,8 @@ class _Refused:
 class _Unpacker:
     """msgpack decoding that refuses extension types (timestamps included).
 
-    Hooks never raise: they return a :class:`_Refused` marker, which :meth:`unpack` then locates in
-    the decoded tree to name the source and key.
+    Hooks never raise: they leave a :class:`_Refused` marker in the tree, which the caller locates
+    with :func:`_locate` to name the source and key.
     """
 
     def __init__(self, numpy_maps: bool) -> None:
@@ -57,25 +60,33 @@ class _Unpacker:
             except Invalid as err:
                 return self._refuse(str(err))
         if msgpack.Timestamp in set(map(type, obj.values())):
-            return self._refuse("msgpack timestamp extension is not allowed")
+            for key, value in obj.items():
+                if type(value) is msgpack.Timestamp:
+                    obj[key] = self._refuse(_TIMESTAMP_REFUSED)
         return obj
 
     def _list_hook(self, obj: list) -> Any:
         if msgpack.Timestamp in set(map(type, obj)):
-            return self._refuse("msgpack timestamp extension is not allowed")
+            obj = [self._refuse(_TIMESTAMP_REFUSED) if type(v) is msgpack.Timestamp else v
+                   for v in obj]
         return obj
 
     def unpack(self, buffer: memoryview) -> Any:
         """Decode one whole msgpack object (trailing bytes are an error)."""
+        # msgpack bounds string and bin lengths by the buffer size already; arrays and maps it
+        # allocates up front from the claimed count, so those get a cap as well.
+        count_limit = min(buffer.nbytes, MAX_CONTAINER_LEN)
         obj = msgpack.unpackb(
             buffer,
             raw=False,
             object_hook=self._object_hook,
             list_hook=self._list_hook,
             ext_hook=self._ext_hook,
+            max_array_len=count_limit,
+            max_map_len=count_limit,
         )
         if type(obj) is msgpack.Timestamp:
-            obj = self._refuse("msgpack timestamp extension is not allowed")
+            obj = self._refuse(_TIMESTAMP_REFUSED)
         return obj
 
 
@@ -91,20 +102,24 @@ def _unpack(buffer: memoryview, *, part: int, numpy_maps: bool = False, what: st
         ) from err
 
 
-def _locate(root: Any, target: object) -> tuple[Any, Any]:
+def _locate(root: Any, target: object) -> tuple[str | None, str | None]:
     """``(top-level key, second-level key)`` of the first path leading to ``target``, else Nones."""
     if root is target or not isinstance(root, dict):
         return None, None
     for top, value in root.items():
         if value is target:
-            return top, None
+            return _name(top), None
         if isinstance(value, dict):
             for key, inner in value.items():
                 if _contains(inner, target):
-                    return top, key
+                    return _name(top), _name(key)
         elif _contains(value, target):
-            return top, None
+            return _name(top), None
     return None, None
+
+
+def _name(key: Any) -> str:
+    return key if isinstance(key, str) else repr(key)
 
 
 def _contains(value: Any, target: object) -> bool:
@@ -128,27 +143,30 @@ def _as_bytes(frame: Any, part: int) -> memoryview:
         raise ProtocolError(
             f"message part is a {type(frame).__name__}, not a buffer", part=part
         ) from None
-    if view.ndim == 1 and view.format == "B" and view.c_contiguous:
+    if not view.c_contiguous:
+        raise ProtocolError("message part is not a contiguous buffer", part=part)
+    if view.ndim == 1 and view.format == "B":
         return view
+    if not view.nbytes:
+        return memoryview(b"")  # cast() refuses zeros in the shape
     try:
         return view.cast("B")
     except (TypeError, ValueError):
-        raise ProtocolError("message part is not a contiguous buffer", part=part) from None
+        raise ProtocolError("message part cannot be read as bytes", part=part) from None
 
 
-def _train_id_of(meta: Any) -> int | None:
-    if isinstance(meta, dict):
-        tid = meta.get("timestamp.tid")
-        if type(tid) is int:
+def _first_train_id(metas: Iterable[Any]) -> int | None:
+    """The first int ``timestamp.tid`` among ``metas`` (anything), for error messages."""
+    for meta in metas:
+        if isinstance(meta, dict) and type(tid := meta.get("timestamp.tid")) is int:
             return tid
     return None
 
 
-def _legacy_train_id(values: dict[str, Any]) -> int | None:
-    tid = _train_id_of(values.get("metadata"))
-    if tid is None and type(values.get("metadata.timestamp.tid")) is int:
-        tid = values["metadata.timestamp.tid"]
-    return tid
+def _legacy_meta(values: dict[str, Any]) -> Any:
+    if "metadata" in values:
+        return values["metadata"]
+    return {"timestamp.tid": values.get("metadata.timestamp.tid")}
 
 
 def _check_source_map(value: Any, *, part: int, source: str, train_id: int | None,
@@ -184,7 +202,7 @@ def _check_meta(meta: Any, *, part: int | None, source: str, train_id: int | Non
 
 
 def decode_parts(frames: Sequence[Any]) -> tuple[SourceData, SourceData, str, int]:
-    """``(data, meta, protocol_version, nbytes)`` of one message; see :func:`kb_streams.protocol.decode`."""
+    """``(data, meta, protocol_version, nbytes)``; see :func:`kb_streams.protocol.decode`."""
     if isinstance(frames, (bytes, bytearray, memoryview, str)):
         raise ProtocolError("a message is a sequence of parts, not one buffer: wrap it in a list")
     try:
@@ -206,18 +224,16 @@ def decode_parts(frames: Sequence[Any]) -> tuple[SourceData, SourceData, str, in
 
 def _decode_v1(view: memoryview) -> tuple[SourceData, SourceData]:
     root, refused = _unpack(view, part=0, numpy_maps=True, what="protocol 1.0 message")
+    train_id = _first_train_id(
+        value.get("metadata") for value in root.values() if isinstance(value, dict)
+    ) if isinstance(root, dict) else None
+    if refused:
+        source, key = _locate(root, refused[0])
+        raise ProtocolError(refused[0].reason, part=0, source=source, key=key, train_id=train_id)
     if not isinstance(root, dict):
         raise ProtocolError(
             f"protocol 1.0 message must be a map of sources, not {type(root).__name__}", part=0
         )
-    train_id = next(
-        (tid for value in root.values() if isinstance(value, dict)
-         if (tid := _train_id_of(value.get("metadata"))) is not None),
-        None,
-    )
-    if refused:
-        source, key = _locate(root, refused[0])
-        raise ProtocolError(refused[0].reason, part=0, source=source, key=key, train_id=train_id)
     meta: SourceData = {}
     for source, value in root.items():
         if not isinstance(source, str):
@@ -232,11 +248,7 @@ def _decode_v1(view: memoryview) -> tuple[SourceData, SourceData]:
 
 def _decode_v2(views: list[memoryview]) -> tuple[SourceData, SourceData, str]:
     headers = [(i, _header(views[i], i)) for i in range(0, len(views) - 1, 2)]
-    train_id = next(
-        (tid for _, h in headers if h["content"] == "msgpack"
-         if (tid := _train_id_of(h.get("metadata"))) is not None),
-        None,
-    )
+    train_id = _first_train_id(h.get("metadata") for _, h in headers if h["content"] == "msgpack")
     if len(views) % 2:
         raise ProtocolError(
             f"odd number of parts ({len(views)}): the last header has no payload",
@@ -271,8 +283,7 @@ def _decode_v2(views: list[memoryview]) -> tuple[SourceData, SourceData, str]:
                                               train_id=train_id)
 
     if train_id is None:  # 2.0 / 2.1: metadata in the payloads
-        train_id = next((tid for values in data.values()
-                         if (tid := _legacy_train_id(values)) is not None), None)
+        train_id = _first_train_id(_legacy_meta(values) for values in data.values())
     array_paths: set[tuple[str, str]] = set()
     for i, header in headers:
         if header["content"] in _ARRAY_CONTENTS:

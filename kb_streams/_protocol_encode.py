@@ -45,7 +45,7 @@ def _default_v2(obj: Any) -> Any:
 
 
 def _key_problem(value: Any) -> str | None:
-    """What makes ``value`` (searched through dicts, lists, tuples) unreadable by a bridge client."""
+    """What makes ``value`` (searched through dicts, lists, tuples) unreadable by clients."""
     stack = [(value, 0)]
     while stack:
         item, depth = stack.pop()
@@ -92,7 +92,8 @@ class _Encoder:
                               if isinstance(tid := m.get("timestamp.tid"), (int, np.integer))),
                              None)
 
-    def error(self, reason: str, source: str | None = None, key: str | None = None) -> ProtocolError:
+    def error(self, reason: str, source: str | None = None,
+              key: str | None = None) -> ProtocolError:
         return ProtocolError(reason, source=source, key=key,
                              train_id=None if self.train_id is None else int(self.train_id))
 

@@ -184,7 +184,9 @@ def label_array(
     >>> np.shares_memory(da.values, data['image.data'])
     True
     """
-    where = f"source {source!r} key {key!r}" + (f" (train {train_id})" if train_id is not None else "")
+    where = f"source {source!r} key {key!r}"
+    if train_id is not None:
+        where += f" (train {train_id})"
     arr = _as_array(value, where)
     source_data = {} if source_data is None else source_data
     attrs: dict[str, Any] = {}
@@ -194,7 +196,8 @@ def label_array(
 
     spec = detector_for(source, detector)
     lay = None
-    if spec is not None and key not in spec.pulse_keys and (arr.ndim >= 2 or layout is not None):
+    if spec is not None and key not in spec.pulse_keys and spec.holds_images(key) \
+            and (arr.ndim >= 2 or layout is not None):
         n_pulses, from_file = pulse_count(spec, source_data)
         lay = resolve_layout(arr.shape, spec, n_pulses=n_pulses,
                              per_module=spec.module_number(source) is not None,

@@ -85,7 +85,8 @@ class DetectorSpec:
     name
         Family name: ``'AGIPD'``, ``'LPD'``, ``'DSSC'``, ``'JUNGFRAU'``, ``'ePix100'``, ...
     module_shape
-        ``(slow_scan, fast_scan)`` pixels per module, as in extra-data and extra_geom.
+        ``(slow_scan, fast_scan)`` pixels per module, as in extra-data and extra_geom; None
+        when any size goes (cameras).
     pulse_dim
         ``'pulse'`` for XTDF detectors (and the frame axis of cameras), ``'cell'`` for JUNGFRAU.
     pulse_keys
@@ -103,11 +104,13 @@ class DetectorSpec:
     layouts
         Known layouts, most likely first (per-module layouts, then multi-module ones).
     train_resolved
-        One frame per train (ePix): a frame axis of length 1 is dropped.
+        One frame per train (ePix, cameras): a frame axis of length 1 is dropped.
+    key_re
+        When set, only keys matching it hold detector images (cameras: ``image``).
     """
 
     name: str
-    module_shape: tuple[int, int]
+    module_shape: tuple[int, int] | None
     pulse_dim: str
     pulse_keys: tuple[str, ...]
     group: str
@@ -117,6 +120,11 @@ class DetectorSpec:
     n_modules: int | None
     layouts: tuple[Layout, ...] = field(repr=False)
     train_resolved: bool = False
+    key_re: str | None = None
+
+    def holds_images(self, key: str) -> bool:
+        """Whether ``key`` may hold detector images (always, unless ``key_re`` says)."""
+        return self.key_re is None or re.search(self.key_re, key) is not None
 
     def matches_source(self, source: str) -> bool:
         """Whether ``source`` names a device of this family."""
@@ -183,6 +191,9 @@ DETECTORS: dict[str, DetectorSpec] = {
         DetectorSpec("ePix100", (704, 768), "pulse", (), "data",
                      r"EPIX", r"EPIX(?:100)?[-_](\d+)", 1, None, _camera_layouts(),
                      train_resolved=True),
+        DetectorSpec("camera", None, "pulse", (), "data",
+                     r"_CAM\b|CAM:|/CAM/|CAMERA", r"(?!)", 0, None, _camera_layouts()[:3],
+                     train_resolved=True, key_re=r"(^|\.)image(\.|$)"),
     )
 }
 
@@ -242,7 +253,8 @@ def parse_layout(layout: str | Sequence[str]) -> Dims:
     return dims
 
 
-def pulse_count(spec: DetectorSpec | None, source_data: Mapping[str, Any]) -> tuple[int | None, bool]:
+def pulse_count(spec: DetectorSpec | None,
+                source_data: Mapping[str, Any]) -> tuple[int | None, bool]:
     """Number of pulses/cells in a source, from its pulse ID keys; and whether they look file-like.
 
     Returns ``(n, from_file)``: ``n`` is the length of the first of ``spec.pulse_keys`` present
@@ -262,11 +274,11 @@ def pulse_count(spec: DetectorSpec | None, source_data: Mapping[str, Any]) -> tu
 def _fits(dims: Dims, shape: tuple[int, ...], spec: DetectorSpec, n_pulses: int | None) -> bool:
     if len(dims) != len(shape):
         return False
-    ss, fs = spec.module_shape
-    for dim, size in zip(dims, shape):
-        if dim == "slow_scan" and size != ss:
+    ss, fs = spec.module_shape or (None, None)
+    for dim, size in zip(dims, shape, strict=True):
+        if dim == "slow_scan" and ss is not None and size != ss:
             return False
-        if dim == "fast_scan" and size != fs:
+        if dim == "fast_scan" and fs is not None and size != fs:
             return False
         if dim in ("pulse", "cell") and n_pulses is not None and size != n_pulses:
             return False
@@ -348,7 +360,7 @@ def resolve_layout(
         if not _fits(dims, shape, spec, n_pulses):
             raise LayoutError(
                 f"array{where_txt} of shape {shape} does not fit layout {dims}: a {spec.name} "
-                f"module is (slow_scan, fast_scan) = {spec.module_shape}"
+                f"module is (slow_scan, fast_scan) = {spec.module_shape or 'any'}"
                 + (f" with {n_pulses} {spec.pulse_dim}s" if n_pulses is not None else ""))
         return Layout("custom", dims)
 

@@ -40,7 +40,7 @@ from distributed.client import FutureCancelledError
 from distributed.utils import sync
 from streamz import Stream
 
-__all__ = ["Offload", "OffloadError", "OffloadStats", "train_id_of"]
+__all__ = ["Offload", "OffloadError", "OffloadStats", "nbytes_of", "train_id_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -92,42 +92,68 @@ def train_id_of(item: Any) -> int | None:
 
 
 def nbytes_of(item: Any) -> int:
-    """Bytes an item weighs: its ``nbytes`` if it says, else Dask's ``sizeof`` estimate."""
+    """Bytes an item weighs: its ``nbytes`` if it says, the size of its ``data`` mapping (a
+    ``Train``), else Dask's ``sizeof`` estimate.
+
+    Examples
+    --------
+    >>> nbytes_of(np.zeros((4, 1000), np.float32))
+    16000
+    """
     nbytes = getattr(item, "nbytes", None)
     if isinstance(nbytes, (int, np.integer)) and not isinstance(nbytes, bool):
         return int(nbytes)
+    data = getattr(item, "data", None)
+    if isinstance(data, Mapping):
+        return int(sizeof(data))
     return int(sizeof(item))
 
 
 @dataclass(frozen=True)
 class OffloadError:
-    """One item the cluster could not turn into a result; emitted on ``node.errors``.
+    """A train (or item) for which the cluster produced no result; emitted on ``node.errors``.
 
     Attributes
     ----------
     train_id
-        Train ID of the item (see :func:`train_id_of`), ``None`` if it has none.
-    index
-        Position of the item in the node's input (0 for the first item).
+        Train ID of the item (see :func:`train_id_of`), ``None`` if unknown.
     func
         Name of the offloaded function.
     exception
         The exception (its ``__traceback__`` dropped so it pins no train; see ``traceback``).
     traceback
         The formatted traceback, including the worker-side frames.
+    index
+        Position of the item in an offload node's input (0 for the first item).
     attempts
         How many times the item was submitted.
+    receiver
+        For worker-side receive: the receiver (shard) name.
+
+    Examples
+    --------
+    >>> err = OffloadError(10042, "integrate", ValueError("no pulses"), "Traceback ...")
+    >>> print(err)
+    train 10042: integrate failed: ValueError: no pulses
     """
 
     train_id: int | None
-    index: int
     func: str
     exception: BaseException
     traceback: str
+    index: int | None = None
     attempts: int = 1
+    receiver: str | None = None
 
     def __str__(self) -> str:
-        where = f"train {self.train_id}" if self.train_id is not None else f"item {self.index}"
+        if self.train_id is not None:
+            where = f"train {self.train_id}"
+        elif self.index is not None:
+            where = f"item {self.index}"
+        else:
+            where = "unknown train"
+        if self.receiver is not None:
+            where += f" (receiver {self.receiver})"
         return f"{where}: {self.func} failed: {type(self.exception).__name__}: {self.exception}"
 
 
@@ -315,7 +341,7 @@ class Offload(Stream):
             if self._idle is not None:
                 await asyncio.wait_for(self._idle.wait(), timeout)
 
-        if _in_loop(self.loop):
+        if in_loop(self.loop):
             return _drain()
         sync(self.loop, _drain)
         return None
@@ -403,11 +429,7 @@ class Offload(Stream):
             logger.exception("downstream of offload(%s) raised on %s", self._func_name, where)
 
     async def _on_client(self, func: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
-        """Run ``func(*args)`` on the client's event loop, from wherever the graph runs."""
-        client_loop = self.client.loop.asyncio_loop
-        if asyncio.get_running_loop() is client_loop:
-            return await func(*args)
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(func(*args), client_loop))
+        return await on_client_loop(self.client, func, *args)
 
     # -- client side -------------------------------------------------------------------------
     def _should_scatter(self, nbytes: int) -> bool:
@@ -434,14 +456,13 @@ class Offload(Stream):
                 future = client.submit(self.func, arg, *self.args, key=f"{key_prefix}-{uuid.uuid4().hex}",
                                        pure=False, retries=self.retries, **self.submit_kwargs,
                                        **self.kwargs)
-                result = await asyncio.wait_for(client.gather(future, direct=True), self.timeout)
+                result = await _gather(client, future, self.timeout)
                 stats.bytes_results += nbytes_of(result)
                 return _Outcome(True, result)
             except (Exception, FutureCancelledError) as exc:
                 task_raised = future is not None and future.status == "error"
                 if isinstance(exc, TimeoutError) and self.timeout is not None and not task_raised:
                     stats.timed_out += 1
-                    exc = TimeoutError(f"no result within {self.timeout} s")
                 elif isinstance(exc, LOST) and not task_raised and attempts <= self.retries:
                     stats.resubmitted += 1
                     logger.info("resubmitting %s after %s: %s", key_prefix, type(exc).__name__, exc)
@@ -449,24 +470,63 @@ class Offload(Stream):
                 return _Outcome(False, self._error(entry, exc, attempts))
             finally:
                 if future is not None and not future.done():
-                    await _cancel(client, future)
+                    await cancel_quietly(client, future)
                 del future, arg
 
     def _error(self, entry: _Entry, exc: BaseException, attempts: int) -> OffloadError:
-        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        exc.__traceback__ = None  # its frames hold the item
-        exc.__context__ = exc.__cause__ = None
-        return OffloadError(entry.train_id, entry.index, self._func_name, exc, text, attempts)
+        text, exc = detach(exc)
+        return OffloadError(entry.train_id, self._func_name, exc, text, index=entry.index,
+                            attempts=attempts)
 
 
-async def _cancel(client: Client, future: Any) -> None:
+async def _gather(client: Client, future: Any, timeout: float | None) -> Any:
+    """The future's result (direct from the worker); ``TimeoutError`` after ``timeout`` seconds.
+
+    On timeout the Dask future is cancelled first, so that the pending gather ends by itself
+    (cancelling a gather coroutine leaves distributed's helper tasks failing unseen).
+    """
+    gathering = asyncio.ensure_future(client.gather(future, direct=True))
+    done, _ = await asyncio.wait({gathering}, timeout=timeout)
+    if done:
+        return gathering.result()
+    await cancel_quietly(client, future)
+    done, _ = await asyncio.wait({gathering}, timeout=5)
+    if done and not gathering.cancelled():
+        gathering.exception()  # retrieved: the cancellation error is expected
+    else:
+        gathering.cancel()
+    raise TimeoutError(f"no result within {timeout} s")
+
+
+def detach(exc: BaseException) -> tuple[str, BaseException]:
+    """The formatted traceback of ``exc``, and ``exc`` without the frames (which hold the train)."""
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    exc.__traceback__ = None
+    exc.__context__ = exc.__cause__ = None
+    return text, exc
+
+
+async def on_client_loop(client: Client, func: Callable[..., Coroutine[Any, Any, T]],
+                         *args: Any) -> T:
+    """Await ``func(*args)`` on the client's event loop, from whichever loop the graph runs on.
+
+    A distributed ``Future`` can only be awaited on its client's loop; a sync client runs its
+    loop in another thread.
+    """
+    client_loop = client.loop.asyncio_loop
+    if asyncio.get_running_loop() is client_loop:
+        return await func(*args)
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(func(*args), client_loop))
+
+
+async def cancel_quietly(client: Client, future: Any) -> None:
     try:
         await client.cancel([future], asynchronous=True)
     except Exception:  # the client may be closing; the key is released with the future anyway
         logger.debug("could not cancel %s", future.key, exc_info=True)
 
 
-def _in_loop(loop: Any) -> bool:
+def in_loop(loop: Any) -> bool:
     """Whether this thread is running ``loop`` (a tornado IOLoop)."""
     try:
         return asyncio.get_running_loop() is loop.asyncio_loop

@@ -41,7 +41,8 @@ class Message:
     data
         ``{source: {key: value}}``; arrays are zero-copy views on the received frames (2.x).
     meta
-        ``{source: {'source', 'timestamp', 'timestamp.sec', 'timestamp.frac', 'timestamp.tid', ...}}``.
+        ``{source: {'source', 'timestamp', 'timestamp.sec', 'timestamp.frac',
+        'timestamp.tid', ...}}``.
     protocol_version
         ``'1.0'``, ``'2.0'``, ``'2.1'`` or ``'2.2'``, as detected from the message.
     nbytes

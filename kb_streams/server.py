@@ -156,6 +156,11 @@ class BridgeServer:
     thread, :meth:`serve_async` in an asyncio loop) or, without an iterable, from the bounded queue
     that :meth:`feed` fills. Arrays are sent zero-copy: do not modify them after handing them over.
 
+    A train is taken from the iterable (or queue) only once a reader can have it: with REP when a
+    ``b'next'`` request is waiting, with PUSH when there is room. So trains leave fresh (their
+    age is not the time spent waiting for a reader), and a finite iterable served over REP is
+    found exhausted at the first request after its last train (or at :meth:`stop`).
+
     Parameters
     ----------
     endpoint
@@ -222,7 +227,10 @@ class BridgeServer:
         self._linger_ms = 0
         self._own_context = context is None
         self._context = zmq.Context() if context is None else context
-        self._socket = self._context.socket(SOCKET_TYPES[sock_name])
+        # One socket, two views: the asyncio socket owns it (closing it also unhooks it from an
+        # event loop); serve() and start() use a plain shadow of it.
+        self._asocket = zmq.asyncio.Socket(self._context, SOCKET_TYPES[sock_name])
+        self._socket = zmq.Socket.shadow(self._asocket.underlying)
         try:
             self._socket.linger = 0
             self._socket.set_hwm(hwm)
@@ -386,9 +394,14 @@ class BridgeServer:
         items = iter(iterable) if iterable is not None else self._queued_items()
         pacer = _Pacer(rate)
         sent = 0
+        ready = False  # a reader can take a train now (REP: its b'next' is waiting)
         while (trains is None or sent < trains) and not self._stopping.is_set():
             if self._stopping.wait(pacer.delay(time.monotonic())):
                 break
+            # take a train only once a reader can have it, so it leaves fresh (REP, PUSH)
+            if not ready and not self._await_reader():
+                break
+            ready = True
             item = next(items, _STOP)
             if item is _STOP:
                 break
@@ -398,29 +411,34 @@ class BridgeServer:
             frames, train_id = prepared
             if not self._send(frames):
                 break
+            ready = False
             self.stats.record(_nbytes(frames), train_id)
             sent += 1
         return sent
 
-    def _send(self, frames: list[Any]) -> bool:
-        """Send one train; False if stopped while waiting for a request or for room."""
+    def _await_reader(self) -> bool:
+        """Wait for a ``b'next'`` (REP) or for room (PUSH); False if stopped meanwhile."""
         sock = self._socket
-        if self.sock == "REP":
-            while True:
-                if not self._wait(zmq.POLLIN):
-                    return False
-                request = sock.recv_multipart()
-                if request == [b"next"]:
-                    break
-                sock.send(self._bad_request(request))
-        while True:
-            if self.sock == "PUSH" and not self._wait(zmq.POLLOUT):
+        if self.sock == "PUSH":
+            return self._wait(zmq.POLLOUT)
+        while self.sock == "REP":
+            if not self._wait(zmq.POLLIN):
                 return False
+            request = sock.recv_multipart()
+            if request == [b"next"]:
+                break
+            sock.send(self._bad_request(request))
+        return True
+
+    def _send(self, frames: list[Any]) -> bool:
+        """Send one train; False if stopped while waiting for room (PUSH)."""
+        while True:
             try:
-                sock.send_multipart(frames, copy=False, flags=zmq.NOBLOCK)
+                self._socket.send_multipart(frames, copy=False, flags=zmq.NOBLOCK)
                 return True
-            except zmq.Again:  # PUSH peer went away between poll and send: wait again
-                continue
+            except zmq.Again:  # the PUSH reader went away since the poll: wait for another
+                if not self._wait(zmq.POLLOUT):
+                    return False
 
     def _wait(self, event: int) -> bool:
         while not self._stopping.is_set():
@@ -449,23 +467,25 @@ class BridgeServer:
             raise RuntimeError(f"bridge server {self.endpoint} is already serving")
         self.error = None
         ready = threading.Event()
+        refused: list[BaseException] = []
         self._thread = threading.Thread(
-            target=self._run_thread, args=(iterable, trains, rate, ready),
+            target=self._run_thread, args=(iterable, trains, rate, ready, refused),
             name="BridgeServer", daemon=True,
         )
         self._thread.start()
         ready.wait()
-        if self.error is not None:
-            raise self.error
+        if refused:
+            raise refused[0]
         return self
 
     def _run_thread(self, iterable: Iterable[Any] | None, trains: int | None,
-                    rate: float | None, ready: threading.Event) -> None:
+                    rate: float | None, ready: threading.Event,
+                    refused: list[BaseException]) -> None:
+        guard = _ServingGuard(self, feeding=iterable is None)
         try:
-            guard = _ServingGuard(self, feeding=iterable is None)
             guard.__enter__()
         except BaseException as exc:
-            self.error = exc
+            refused.append(exc)
             return
         finally:
             ready.set()
@@ -517,7 +537,7 @@ class BridgeServer:
         ...         server.close()
         """
         with _ServingGuard(self, feeding=iterable is None):
-            asock = zmq.asyncio.Socket.from_socket(self._socket)
+            asock = self._asocket
             if iterable is None:
                 items: Any = self._queued_items_async()
             elif isinstance(iterable, AsyncIterable):
@@ -526,9 +546,13 @@ class BridgeServer:
                 items = _async_iter(iterable)
             pacer = _Pacer(rate)
             sent = 0
+            ready = False
             while (trains is None or sent < trains) and not self._stopping.is_set():
                 if await self._sleep_async(pacer.delay(time.monotonic())):
                     break
+                if not ready and not await self._await_reader_async(asock):
+                    break
+                ready = True
                 item = await anext(items, _STOP)
                 if item is _STOP:
                     break
@@ -538,6 +562,7 @@ class BridgeServer:
                 frames, train_id = prepared
                 if not await self._send_async(asock, frames):
                     break
+                ready = False
                 self.stats.record(_nbytes(frames), train_id)
                 sent += 1
             return sent
@@ -558,23 +583,26 @@ class BridgeServer:
             await asyncio.sleep(min(remaining, _POLL_MS / 1000))
         return True
 
-    async def _send_async(self, asock: zmq.asyncio.Socket, frames: list[Any]) -> bool:
-        if self.sock == "REP":
-            while True:
-                if not await self._wait_async(asock, zmq.POLLIN):
-                    return False
-                request = await asock.recv_multipart()
-                if request == [b"next"]:
-                    break
-                await asock.send(self._bad_request(request))
-        while True:
-            if self.sock == "PUSH" and not await self._wait_async(asock, zmq.POLLOUT):
+    async def _await_reader_async(self, asock: zmq.asyncio.Socket) -> bool:
+        if self.sock == "PUSH":
+            return await self._wait_async(asock, zmq.POLLOUT)
+        while self.sock == "REP":
+            if not await self._wait_async(asock, zmq.POLLIN):
                 return False
+            request = await asock.recv_multipart()
+            if request == [b"next"]:
+                break
+            await asock.send(self._bad_request(request))
+        return True
+
+    async def _send_async(self, asock: zmq.asyncio.Socket, frames: list[Any]) -> bool:
+        while True:
             try:
                 await asock.send_multipart(frames, copy=False, flags=zmq.NOBLOCK)
                 return True
             except zmq.Again:
-                continue
+                if not await self._wait_async(asock, zmq.POLLOUT):
+                    return False
 
     async def _wait_async(self, asock: zmq.asyncio.Socket, event: int) -> bool:
         while not self._stopping.is_set():
@@ -618,7 +646,7 @@ class BridgeServer:
                 break
 
     def _release(self) -> None:
-        self._socket.close(linger=self._linger_ms)
+        self._asocket.close(linger=self._linger_ms)
         if self._own_context:
             self._context.term()
 

@@ -23,12 +23,18 @@ from streamz.sources import Source
 
 from .client import AsyncClient
 from .errors import ProtocolError
+from .protocol import Message
 from .nodes import ForgetValues, forget_values
 from .train import Train
 
 __all__ = ["SourceStats", "from_karabo_bridge"]
 
 logger = logging.getLogger(__name__)
+
+# latest=True with SUB/PULL: after each train, wait up to _DRAIN_GRACE s for a newer one (and
+# then the next), _DRAIN_MAX s in all
+_DRAIN_GRACE = 0.01
+_DRAIN_MAX = 0.1
 
 _CLIENT_COUNTERS = ("bytes", "gaps", "decode_errors", "timeouts", "reconnects", "dropped")
 
@@ -319,18 +325,8 @@ class from_karabo_bridge(ForgetValues, Source):
         return self._lock
 
     async def _step(self, semaphore: asyncio.Semaphore | None) -> None:
-        self._receiving = asyncio.ensure_future(self._client.next_message(latest=self.latest))
-        try:
-            message = await self._receiving
-        except asyncio.CancelledError:
-            if self.stopped:  # interrupted by stop()
-                return
-            raise
-        except TimeoutError:
-            return
-        except ProtocolError as exc:
-            where = f"train {exc.train_id}" if exc.train_id is not None else "a train"
-            logger.warning("Skipped %s from %s: %s", where, self.endpoint, exc)
+        message = await self._receive()
+        if message is None:
             return
         try:
             train = Train.from_message(message)
@@ -339,7 +335,6 @@ class from_karabo_bridge(ForgetValues, Source):
             logger.warning("Skipped train %s from %s: %s", message.train_id, self.endpoint, exc)
             return
         finally:
-            self._receiving = None
             del message
         if semaphore is not None:
             await semaphore.acquire()
@@ -355,6 +350,50 @@ class from_karabo_bridge(ForgetValues, Source):
         if failures:
             self._downstream_error(train_id, failures)
             ticket.release()
+
+    async def _receive(self) -> Message | None:
+        """The next train to emit, or None (timeout, bad message, stopped)."""
+        self._receiving = asyncio.ensure_future(self._client.next_message(latest=self.latest))
+        try:
+            message = await self._receiving
+        except asyncio.CancelledError:
+            if self.stopped:  # interrupted by stop()
+                return None
+            raise
+        except TimeoutError:
+            return None
+        except ProtocolError as exc:
+            self._skipped(exc)
+            return None
+        finally:
+            self._receiving = None
+        if self.latest and self.sock != "REQ":
+            message = await self._newest(message)
+        return message
+
+    async def _newest(self, message: Message) -> Message:
+        """Keep taking trains while more arrive within a moment; return the newest.
+
+        ZeroMQ moves queued trains from the kernel into the socket only as the socket empties
+        (high-water mark 1), so draining what is there at one instant leaves older trains behind.
+        """
+        deadline = time.monotonic() + _DRAIN_MAX
+        while time.monotonic() < deadline and not self.stopped:
+            try:
+                newer = await asyncio.wait_for(self._client.next_message(latest=True),
+                                               _DRAIN_GRACE)
+            except TimeoutError:
+                break
+            except ProtocolError as exc:
+                self._skipped(exc)
+                continue
+            self._stats.dropped += 1
+            message = newer
+        return message
+
+    def _skipped(self, exc: ProtocolError) -> None:
+        where = f"train {exc.train_id}" if exc.train_id is not None else "a message"
+        logger.warning("Skipped %s from %s: %s", where, self.endpoint, exc)
 
     def _emit_train(self, train: Train, ticket: _InFlight) -> tuple[list, list[BaseException]]:
         """Like ``Stream._emit``, but one failing branch neither stops the others nor the source."""

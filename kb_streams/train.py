@@ -272,7 +272,7 @@ class Train:
     ...     'timestamp.frac': '759750800000000000'}}
     >>> train = Train(data, meta, protocol_version='2.2')
     >>> train.train_id, train.timestamp
-    (10000, np.datetime64('2026-11-25T11:52:36.759750800'))
+    (10000, np.datetime64('2026-11-25T13:12:36.759750800'))
     >>> train['SPB_DET_AGIPD1M-1/DET/0CH0:xtdf', 'image.data'].xarray().dims
     ('pulse', 'slow_scan', 'fast_scan')
     """

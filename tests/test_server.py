@@ -67,7 +67,7 @@ def train_id(frames) -> int:
 def test_every_train_arrives_in_order(ctx, server_sock, protocol):
     with BridgeServer(sock=server_sock, protocol_version=protocol) as server:
         reader = connect(ctx, server.endpoint, server_sock)
-        server.start(trains(count=4))
+        server.start(trains(), trains=4)
         messages = [decode(receive(reader, server_sock)) for _ in range(4)]
         assert server.wait(5)
     assert [m.train_id for m in messages] == [10_000, 10_001, 10_002, 10_003]
@@ -111,6 +111,15 @@ def test_endpoints(tcp_endpoint, ipc_endpoint):
         assert server.endpoint == ipc_endpoint
 
 
+def test_rep_takes_a_train_only_when_asked(ctx):
+    taken: list = []
+    with BridgeServer(sock="REP") as server:
+        reader = connect(ctx, server.endpoint, "REP")
+        server.start(_taken(trains(), taken))
+        assert train_id(receive(reader, "REP")) == 10_000
+        assert len(taken) == 1  # the next train is made when its request comes: it leaves fresh
+
+
 def test_bad_request_gets_an_error_reply_and_the_train_is_kept(ctx, caplog):
     with BridgeServer(sock="REP") as server:
         reader = connect(ctx, server.endpoint, "REP")
@@ -137,24 +146,23 @@ def test_dealer_with_empty_delimiter_is_served(ctx):
     assert [train_id(r[1:]) for r in replies] == [10_000, 10_001]
 
 
-def _first_yielded(items, event: threading.Event):
+def _taken(items, log: list):
     for item in items:
-        event.set()
+        log.append(item)
         yield item
 
 
-@pytest.mark.parametrize("state", ["waiting for a request", "blocked at the PUSH HWM",
+@pytest.mark.parametrize("state", ["waiting for a request", "no PUSH reader",
                                    "pacing", "idle feed queue"])
 def test_stop_is_prompt_and_releases_the_socket(ctx, state):
     sock, rate, items = {"waiting for a request": ("REP", None, trains()),
-                         "blocked at the PUSH HWM": ("PUSH", None, trains()),
+                         "no PUSH reader": ("PUSH", None, trains()),
                          "pacing": ("PUB", 0.1, trains()),
                          "idle feed queue": ("PUSH", None, None)}[state]
     server = BridgeServer(sock=sock)
-    yielded = threading.Event()
-    server.start(None if items is None else _first_yielded(items, yielded), rate=rate)
-    if items is not None:
-        assert yielded.wait(5)
+    taken: list = []
+    server.start(None if items is None else _taken(items, taken), rate=rate)
+    assert server.running
     if state == "pacing":  # the first train goes out at once, then 10 s until the next
         deadline = time.monotonic() + 5
         while server.stats.trains == 0 and time.monotonic() < deadline:
@@ -164,7 +172,9 @@ def test_stop_is_prompt_and_releases_the_socket(ctx, state):
     server.stop()
     assert time.perf_counter() - t0 < 0.15
     assert not server.running
-    assert server._socket.closed and server._context.closed
+    assert server._asocket.closed and server._context.closed
+    # REP and PUSH take a train only once a reader can have it
+    assert len(taken) == (1 if state == "pacing" else 0)
     with pytest.raises(RuntimeError, match="closed"):
         server.start(trains())
 
@@ -195,11 +205,12 @@ def test_pacer_schedule_is_absolute():
 
 def test_feed_queue_is_bounded_and_served_in_order(ctx):
     with BridgeServer(sock="PUSH", maxlen=2) as server:
-        for tid in (1, 2, 3):  # one held by the sender (no reader yet), two queued
-            server.feed(*make_train(tid), timeout=5)
+        for tid in (1, 2):  # no reader yet: both stay queued
+            server.feed(*make_train(tid), block=False)
         with pytest.raises(queue.Full):
-            server.feed(*make_train(4), block=False)
+            server.feed(*make_train(3), block=False)
         reader = connect(ctx, server.endpoint, "PUSH")
+        server.feed(*make_train(3), timeout=5)
         assert [train_id(receive(reader, "PUSH")) for _ in range(3)] == [1, 2, 3]
 
 
@@ -221,13 +232,13 @@ def test_serve_in_this_thread_stops_after_n_trains(ctx):
 
 
 def test_bad_items_are_skipped_and_logged(ctx, caplog):
-    items = [({}, {}), make_train(10_001), [], make_train(10_002)]
-    items[1][0][SOURCE]["bad"] = object()  # cannot be packed
+    items = [make_train(10_001), [], make_train(10_002)]
+    items[0][0][SOURCE]["bad"] = object()  # cannot be packed
     with BridgeServer(sock="PUSH") as server, caplog.at_level(logging.WARNING):
         reader = connect(ctx, server.endpoint, "PUSH")
         assert server.serve(items) == 1
         assert train_id(receive(reader, "PUSH")) == 10_002
-    assert server.stats.skipped == 3
+    assert server.stats.skipped == 2
     assert "train 10001" in caplog.text
 
 
@@ -246,7 +257,7 @@ def test_a_given_context_is_left_open(ctx):
     server = BridgeServer(sock="PUSH", context=ctx)
     server.close()
     server.close()  # twice is fine
-    assert server._socket.closed and not ctx.closed
+    assert server._asocket.closed and not ctx.closed
 
 
 def test_invalid_arguments():
@@ -310,4 +321,4 @@ def test_stop_from_another_thread_ends_serve_async():
     assert asyncio.run(main(server)) == 0
     assert time.perf_counter() - t0 < 1
     timer.join()
-    assert server._socket.closed
+    assert server._asocket.closed

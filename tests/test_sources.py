@@ -40,7 +40,7 @@ def train(tid: int, n: int = 64, when: float | None = None) -> tuple[dict, dict]
 
 @contextmanager
 def reference_server(endpoint: str, sock: str = "REP", tids=range(FIRST_TID, FIRST_TID + 10),
-                     rate: float | None = None) -> Iterator[ServerInThread]:
+                     rate: float | None = None, n: int = 64) -> Iterator[ServerInThread]:
     """The reference server, fed from a thread (at ``rate`` Hz, with fresh timestamps)."""
     server = ServerInThread(endpoint, sock=sock, maxlen=2)
     server.start()
@@ -51,7 +51,7 @@ def reference_server(endpoint: str, sock: str = "REP", tids=range(FIRST_TID, FIR
             if stop.is_set():
                 return
             try:
-                server.feed(*train(tid), timeout=0.2)
+                server.feed(*train(tid, n), timeout=0.2)
             except Exception:
                 if stop.is_set():
                     return
@@ -136,22 +136,33 @@ def test_req_emits_trains_in_order_and_awaits_the_graph(tcp_endpoint, sources):
     assert 0 <= stats.age_last < 5 and stats.age_mean == stats.age_mean
 
 
+@contextmanager
+def raw_socket(endpoint: str, kind: int) -> Iterator[zmq.Socket]:
+    """A bare ZeroMQ socket bound to ``endpoint``: full control of what goes on the wire."""
+    ctx = zmq.Context()
+    sock = ctx.socket(kind)
+    sock.linger = 0
+    sock.bind(endpoint)
+    try:
+        yield sock
+    finally:
+        sock.close()
+        ctx.term()
+
+
 def test_stop_interrupts_the_wait_for_a_train(tcp_endpoint, sources):
-    source = Stream.from_karabo_bridge(tcp_endpoint, timeout=0.2)
+    source = Stream.from_karabo_bridge(tcp_endpoint, timeout=30)
     sources.append(source)
-    with reference_server(tcp_endpoint, tids=()):  # a server that never answers
-        source.start()
-        assert wait_for(lambda: source.stats.timeouts >= 1, timeout=3)
-        source.timeout = 30  # for the next run: stop() must not wait for the timeout either
-        source.stop()
-        assert source.join(2)
-        source.start()
-        time.sleep(0.1)  # let it start waiting (nothing to wait on: no train will come)
-        started = time.monotonic()
-        source.stop()
-        assert source.join(2)
-        assert time.monotonic() - started < 0.3
-    assert source.stopped and source.finished
+    with raw_socket(tcp_endpoint, zmq.ROUTER) as server:  # takes requests, never answers
+        for _ in range(2):  # stop, and stop again after a restart
+            source.start()
+            assert server.poll(3000), "no request arrived"  # the source is waiting for a train
+            server.recv_multipart()
+            started = time.monotonic()
+            source.stop()
+            assert source.join(2)
+            assert time.monotonic() - started < 0.3  # far below the 30 s timeout
+            assert source.stopped and source.finished
 
 
 def test_restarted_server_is_picked_up_without_rebuilding(tcp_endpoint, sources):
@@ -169,11 +180,7 @@ def test_restarted_server_is_picked_up_without_rebuilding(tcp_endpoint, sources)
 
 
 def test_bad_train_is_counted_and_skipped(tcp_endpoint, sources):
-    ctx = zmq.Context()
-    push = ctx.socket(zmq.PUSH)
-    push.linger = 0
-    push.bind(tcp_endpoint)
-    try:
+    with raw_socket(tcp_endpoint, zmq.PUSH) as push:
         source = Stream.from_karabo_bridge(tcp_endpoint, sock="PULL", timeout=0.2)
         sources.append(source)
         ids = source.map(lambda t: t.train_id).sink_to_list()
@@ -185,9 +192,6 @@ def test_bad_train_is_counted_and_skipped(tcp_endpoint, sources):
         assert ids == [1, 3]
         assert source.stats.decode_errors == 1
         assert not source.stopped
-    finally:
-        push.close()
-        ctx.term()
 
 
 def test_error_in_the_graph_is_counted_and_other_branches_go_on(tcp_endpoint, sources, caplog):
@@ -260,7 +264,7 @@ def test_sub_keeps_data_fresh_under_a_slow_consumer(tcp_endpoint, sources, lates
 
     source.sink(slow)
     with reference_server(tcp_endpoint, sock="PUB", tids=range(FIRST_TID, FIRST_TID + 200),
-                          rate=15):
+                          rate=15, n=500_000):  # 1 MB trains
         source.start()
         assert wait_for(lambda: len(ages) >= 9, timeout=6)
     steady = ages[3:9]

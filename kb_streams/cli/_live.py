@@ -1,79 +1,35 @@
-"""Live status for ``kb-streams demo`` and ``kb-streams run``: rich on a terminal, lines when piped.
+"""Running a graph live, for ``kb-streams demo`` and ``kb-streams run``.
 
-The view polls the source's counters (:class:`kb_streams.sources.SourceStats`) and an optional
-``status()`` callable of the pipeline from the main thread, while the graph runs in its event-loop
-thread; it never touches the data.
+The bridge source (or an embedded simulator) from the command line, a live status view (rich on a
+terminal, plain lines when piped) that polls the source's counters
+(:class:`kb_streams.sources.SourceStats`) and an optional ``status()`` callable of the pipeline
+from the main thread while the graph runs in its event-loop thread, and a clean end after
+``--trains`` trains or Ctrl-C.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import math
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
 from rich.live import Live
 from rich.panel import Panel
+from rich.table import Table
 from rich.text import Text
 
-from ..sources import SourceStats, from_karabo_bridge
+from ._output import format_seconds, non_negative_float, positive_float, positive_int, reader_socket
 
-_BLOCKS = " ▏▎▍▌▋▊▉█"
+if TYPE_CHECKING:
+    from ..sources import SourceStats, from_karabo_bridge
 
-
-def bar(fraction: float, width: int) -> str:
-    """A horizontal bar of ``fraction`` (0–1) of ``width`` characters, in eighths of a cell.
-
-    Examples
-    --------
-    >>> bar(0.5, 4)
-    '██  '
-    >>> bar(1 / 16, 2)
-    '▏ '
-    """
-    if not fraction == fraction:  # nan
-        return " " * width
-    eighths = round(min(max(fraction, 0.0), 1.0) * width * 8)
-    full, part = divmod(eighths, 8)
-    text = "█" * full + (_BLOCKS[part] if part else "")
-    return text.ljust(width)
-
-
-def curve_table(
-    x: Sequence[float],
-    mean: Sequence[float],
-    std: Sequence[float],
-    count: Sequence[int],
-    *,
-    x_label: str = "x",
-    y_label: str = "mean",
-    width: int = 30,
-) -> str:
-    """A text table of a binned curve, one row per bin with a bar for the mean.
-
-    Bins without data show a blank bar. Bars start at 0 (or at the lowest mean, if negative).
-
-    Examples
-    --------
-    >>> print(curve_table([0.0, 1.0], [1.0, 2.0], [0.1, 0.2], [3, 4], x_label="delay", width=4))
-         delay      n           mean ± std
-         0.000      3     1.000 ± 0.100  ██
-         1.000      4     2.000 ± 0.200  ████
-    """
-    finite = [m for m, n in zip(mean, count) if n and math.isfinite(m)]
-    low = min(0.0, min(finite, default=0.0))
-    high = max(finite, default=1.0)
-    span = (high - low) or 1.0
-    lines = [f"{x_label:>10} {'n':>6} {y_label + ' ± std':>20}"]
-    for xi, m, s, n in zip(x, mean, std, count):
-        value = f"{m:9.3f} ± {s:<7.3f}" if n else f"{'-':>9}   {'':7}"
-        fraction = (m - low) / span if n else float("nan")
-        lines.append(f"{xi:10.3f} {n:6d} {value}  {bar(fraction, width)}".rstrip())
-    return "\n".join(lines)
-
+_SERVER_SOCKETS = {"REQ": "REP", "SUB": "PUB", "PULL": "PUSH"}
 
 class _Rate:
     """Trains per second over the last few seconds, from a growing counter."""
@@ -95,6 +51,7 @@ def status_line(stats: SourceStats, rate: float) -> str:
 
     Examples
     --------
+    >>> from kb_streams.sources import SourceStats
     >>> print(status_line(SourceStats(trains=10, age_last=0.05, age_mean=0.04), rate=9.9))
     trains 10 | 9.9/s | age 0.050 s (mean 0.040) | gaps 0 | dropped 0 | errors 0 | in flight 0
     """
@@ -155,8 +112,27 @@ class LiveView:
         except Exception as exc:  # a broken status callable must not end the run
             return f"(status unavailable: {type(exc).__name__}: {exc})"
 
+    def _counter_table(self) -> Table:
+        stats = self.source.stats
+        self.rate = self._rate.update(stats.trains, time.monotonic())
+        table = Table(box=None, padding=(0, 1), show_edge=False)
+        cells = {
+            "trains": str(stats.trains),
+            "per s": f"{self.rate:.1f}",
+            "age": format_seconds(stats.age_last),
+            "mean age": format_seconds(stats.age_mean),
+            "lost": str(stats.gaps),
+            "dropped": str(stats.dropped),
+            "errors": str(stats.errors + stats.decode_errors),
+            "in flight": str(stats.in_flight),
+        }
+        for name in cells:
+            table.add_column(name, justify="right", header_style="dim", no_wrap=True)
+        table.add_row(*cells.values(), style="bold")
+        return table
+
     def _renderable(self) -> Any:
-        parts: list[Any] = [Text(self.counters(), style="bold")]
+        parts: list[Any] = [self._counter_table()]
         status = self._pipeline_status()
         if status is not None:
             parts.append(Text(status) if isinstance(status, str) else status)
@@ -164,6 +140,7 @@ class LiveView:
 
     def run(self, done: Callable[[], bool]) -> None:
         """Refresh until ``done()`` is true (KeyboardInterrupt passes through to the caller)."""
+        self._rate.update(self.source.stats.trains, time.monotonic())
         if self.console.is_terminal:
             with Live(self._renderable(), console=self.console, refresh_per_second=4,
                       transient=False) as live:
@@ -196,3 +173,96 @@ class LiveView:
 def print_summary(view: LiveView, *, file: Any = None) -> None:
     """Print the final summary of a run."""
     print(view.summary(), file=file or sys.stdout, flush=True)
+
+
+def run_live(
+    source: from_karabo_bridge,
+    status: Callable[[], Any] | None = None,
+    *,
+    trains: int | None = None,
+    title: str = "kb-streams",
+    console: Console | None = None,
+    stop_timeout: float = 10.0,
+) -> int:
+    """Run a built graph: start the source, show live status, end cleanly; the exit code.
+
+    Ends after ``trains`` trains (exactly: the source is stopped from inside the graph), when
+    the source stops by itself, or on Ctrl-C/SIGTERM; then stops the source, waits for the
+    trains in flight and prints the final summary.
+    """
+    emitted = 0
+
+    def count(_: Any) -> None:
+        nonlocal emitted
+        emitted += 1
+        if trains is not None and emitted >= trains:
+            source.stop()
+
+    counter = source.sink(count)
+    view = LiveView(source, status, title=title, console=console)
+    interrupted = False
+    source.start()
+    try:
+        view.run(done=lambda: source.finished)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        source.stop()
+        finished = source.join(stop_timeout)
+        counter.destroy()
+    if not finished:
+        print(f"warning: trains still in the graph after {stop_timeout:g} s", file=sys.stderr)
+    print(("interrupted; " if interrupted else "") + f"{emitted} trains processed", flush=True)
+    print_summary(view)
+    if emitted == 0 and not interrupted:
+        print(f"error: no train received from {source.endpoint} ({source.sock})",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--endpoint``, ``--sock``, ``--trains`` ... and the embedded simulator's options."""
+    bridge = parser.add_argument_group("bridge")
+    bridge.add_argument(
+        "--endpoint", "-e", default=None, metavar="EP",
+        help="bridge endpoint to read, e.g. tcp://exflonc12:45000 "
+             "(default: start a simulator on tcp://127.0.0.1:<free port>)")
+    bridge.add_argument(
+        "--sock", "-z", type=reader_socket, default="REQ", metavar="{REQ,SUB,PULL}",
+        help="socket type matching the server's REP, PUB or PUSH (default: REQ)")
+    bridge.add_argument("--trains", "-n", type=positive_int, default=None, metavar="N",
+                        help="stop after N trains and print a summary (default: until Ctrl-C)")
+    bridge.add_argument("--timeout", type=positive_float, default=5.0, metavar="S",
+                        help="seconds without a train before a REQ request is sent again "
+                             "(default: 5)")
+    bridge.add_argument("--max-in-flight", type=positive_int, default=None, metavar="N",
+                        help="cap on trains anywhere in the graph at once (default: no cap)")
+    sim = parser.add_argument_group("embedded simulator (without --endpoint)")
+    sim.add_argument("--pulses", type=positive_int, default=32, metavar="N",
+                     help="AGIPD pulses per train (default: 32)")
+    sim.add_argument("--rate", type=non_negative_float, default=10.0, metavar="HZ",
+                     help="trains per second, 0 = as fast as possible (default: 10)")
+
+
+@contextlib.contextmanager
+def open_source(args: argparse.Namespace):
+    """The bridge source for ``args`` (with a simulator serving it, without ``--endpoint``).
+
+    The source asks for the next train as soon as one arrives (``prefetch=2``), so transfer and
+    analysis overlap.
+    """
+    from ..sources import from_karabo_bridge
+
+    with contextlib.ExitStack() as stack:
+        endpoint = args.endpoint
+        if endpoint is None:
+            from ..demo import embedded_simulator
+
+            server = stack.enter_context(embedded_simulator(
+                pulses=args.pulses, rate=args.rate, sock=_SERVER_SOCKETS[args.sock]))
+            endpoint = server.endpoint
+            print(f"simulator: AGIPD-modules, {args.pulses} pulses, "
+                  f"{args.rate:g} Hz, {server.sock} on {endpoint}", flush=True)
+        yield from_karabo_bridge(endpoint, sock=args.sock, timeout=args.timeout, prefetch=2,
+                                 max_in_flight=args.max_in_flight)

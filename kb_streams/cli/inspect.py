@@ -26,7 +26,7 @@ from ._output import (
 )
 
 COMMAND = "inspect"
-COLUMNS = ["source", "key", "type", "dtype", "shape", "size", "value"]
+COLUMNS = ["source", "key", "type", "shape", "size", "value"]
 
 EPILOG = """\
 examples:
@@ -35,7 +35,7 @@ examples:
   kb-streams inspect ipc:///tmp/bridge --sock PULL --timeout 30
 
 Prints the train ID, timestamp, age (now - timestamp) and protocol version, then one row per
-key: source, key, type, dtype, shape, size and (for small values) the value itself.
+key: source, key, type (the dtype, for arrays), shape, size and (if short) the value itself.
 Exits with 1 and a one-line error if no train arrives within --timeout seconds.
 """
 
@@ -98,17 +98,16 @@ def _flatten(values: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any
 
 
 def _describe(value: Any) -> list[str]:
-    """type, dtype, shape, size, value of one value (array data is never read)."""
+    """type, shape, size and value of one value; array data is never read (but 0-d arrays)."""
     if isinstance(value, np.ndarray):
         shown = _short(value.item()) if value.ndim == 0 else ""
-        return ["ndarray", str(value.dtype), str(value.shape), format_bytes(value.nbytes), shown]
+        return [f"{value.dtype} array", str(value.shape), format_bytes(value.nbytes), shown]
     if isinstance(value, np.generic):
-        return [type(value).__name__, str(value.dtype), "", format_bytes(value.nbytes),
-                _short(value.item())]
+        return [f"{value.dtype} scalar", "", format_bytes(value.nbytes), _short(value.item())]
     if isinstance(value, (list, tuple, str, bytes)):
         size = format_bytes(len(value)) if isinstance(value, (str, bytes)) else ""
-        return [type(value).__name__, "", f"({len(value)},)", size, _short(value)]
-    return [type(value).__name__, "", "", "", _short(value)]
+        return [type(value).__name__, f"({len(value)},)", size, _short(value)]
+    return [type(value).__name__, "", "", _short(value)]
 
 
 def _short(value: Any, width: int = 40) -> str:
@@ -149,6 +148,7 @@ def describe_plain(message: Message, received: float, args: argparse.Namespace) 
 
 
 def print_rich(message: Message, received: float, args: argparse.Namespace) -> None:
+    """The description for a terminal: a summary, then one table per source."""
     from rich.console import Console
     from rich.table import Table
 
@@ -160,10 +160,19 @@ def print_rich(message: Message, received: float, args: argparse.Namespace) -> N
                         *summary(message, received)]:
         head.add_row(label, text)
     console.print(head)
-    table = Table(*COLUMNS, header_style="bold", show_lines=False)
-    last_source = None
+    by_source: dict[str, list[list[str]]] = {}
     for row in rows(message):
-        source = row[0]
-        table.add_row("" if source == last_source else source, *row[1:])
-        last_source = source
-    console.print(table)
+        by_source.setdefault(row[0], []).append(row[1:])
+    for source, source_rows in by_source.items():
+        meta = message.meta.get(source, {})
+        tid = meta.get("timestamp.tid")
+        title = f"[bold]{source}[/]" + (f"  train {tid}" if tid is not None else "")
+        table = Table(title=title, title_justify="left", header_style="bold")
+        table.add_column("key", no_wrap=True)
+        table.add_column("type", no_wrap=True)
+        table.add_column("shape", no_wrap=True)
+        table.add_column("size", justify="right", no_wrap=True)
+        table.add_column("value", overflow="ellipsis", no_wrap=True)
+        for row in source_rows:
+            table.add_row(*row)
+        console.print(table)

@@ -10,7 +10,6 @@ from typing import Any
 import zmq
 
 from ..server import BridgeServer
-from ..simulate import DETECTORS, simulate
 from ._output import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -26,7 +25,6 @@ from ._output import (
 
 COMMAND = "simulate"
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:45000"
-EXTRAS = ("xgm", "delay", "motor")
 
 EPILOG = f"""\
 examples:
@@ -34,6 +32,8 @@ examples:
   kb-streams simulate --detector AGIPD-modules --pulses 64 --rate 0   # as fast as possible
   kb-streams simulate --sock PUB --endpoint tcp://127.0.0.1:0         # PUB on a free port
   kb-streams simulate --sock PUSH --trains 100 --protocol 1.0 --no-motor
+  kb-streams simulate --detector JUNGFRAU --fault skip_every=10 --fault corrupt_every=50
+  kb-streams simulate --detector LPD --describe            # what would be sent, then exit
 
 The first line printed ends with the endpoint served on (useful with port 0); then a status line
 every --interval seconds while trains go out. Runs until Ctrl-C, or until --trains trains are sent.
@@ -48,9 +48,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                     "over a Karabo bridge socket that any bridge client can read.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    names = list(DETECTORS)
-    parser.add_argument("--detector", "-d", choices=names, default=names[0],
-                        help=f"what to simulate (default: {names[0]})")
+    catalogue = _catalogue()
+    names = list(catalogue.get("DETECTORS", {})) or None
+    extras = catalogue.get("EXTRAS", ())
+    faults = catalogue.get("FAULTS", {})
+    parser.add_argument("--detector", "-d", type=_detector_type(names), choices=names,
+                        default=names[0] if names else None, metavar="NAME",
+                        help=f"what to simulate: {', '.join(names or ['(unavailable)'])} "
+                             "(default: %(default)s)")
     parser.add_argument("--endpoint", "-e", default=DEFAULT_ENDPOINT,
                         help=f"where to bind (default: {DEFAULT_ENDPOINT}); port 0 picks a free "
                              "port; a bare number is a port on 127.0.0.1; ipc://PATH works too")
@@ -59,7 +64,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--protocol", "-p", choices=["2.2", "1.0"], default="2.2",
                         help="bridge protocol version (default: 2.2)")
     parser.add_argument("--pulses", type=positive_int, default=None, metavar="N",
-                        help="pulses (memory cells) per train (default: the detector's own)")
+                        help="pulses (JUNGFRAU: memory cells) per train (default: the "
+                             "detector's own, 64 for AGIPD and LPD)")
     parser.add_argument("--rate", "-r", type=non_negative_float, default=10.0, metavar="HZ",
                         help="trains per second; 0 = as fast as possible (default: 10)")
     parser.add_argument("--trains", "-n", type=positive_int, default=None, metavar="N",
@@ -69,31 +75,60 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--layout", choices=["online", "file"], default="online",
                         help="array axes as the online pipeline sends them, or as in files "
                              "(default: online)")
-    parser.add_argument("--extras", type=_extras, default=EXTRAS, metavar="LIST",
+    parser.add_argument("--extras", type=_extras_type(extras), default=extras, metavar="LIST",
                         help=f"comma-separated extra sources, or 'none' "
-                             f"(default: {','.join(EXTRAS)})")
-    for extra in EXTRAS:
+                             f"(default: {','.join(extras)})")
+    for extra in extras:
         parser.add_argument(f"--no-{extra}", dest="without", action="append_const",
                             const=extra, help=f"leave out the {extra} source")
-    parser.add_argument("--fault", action="append", default=None, metavar="SPEC",
-                        help="inject a fault into the stream (repeatable); see "
-                             "kb_streams.simulate for the accepted SPECs")
+    parser.add_argument("--fault", action="append", default=None, metavar="NAME=VALUE",
+                        help="inject faults (repeatable): "
+                             + "; ".join(f"{name}: {what}" for name, what in faults.items()))
+    parser.add_argument("--modules", type=positive_int, default=None, metavar="N",
+                        help="JUNGFRAU only: number of modules (default: 2)")
+    parser.add_argument("--pool-size", type=positive_int, default=4, metavar="N",
+                        help="pre-generated trains (delay steps) held in memory (default: 4)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--interval", type=positive_float, default=2.0, metavar="S",
                         help="seconds between status lines (default: 2)")
+    parser.add_argument("--describe", action="store_true",
+                        help="print what would be sent (sources, keys, shapes) and exit")
     parser.set_defaults(func=run, without=[])
     return parser
 
 
-def _extras(text: str) -> tuple[str, ...]:
-    if text.strip().lower() in ("", "none"):
-        return ()
-    names = tuple(name.strip().lower() for name in text.split(",") if name.strip())
-    unknown = sorted(set(names) - set(EXTRAS))
-    if unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown extra source(s) {', '.join(unknown)} (choose from {', '.join(EXTRAS)})")
-    return names
+def _catalogue() -> dict[str, Any]:
+    """The simulator's detectors, extras and faults (empty if it cannot be imported)."""
+    try:
+        from .. import simulate
+    except ImportError:  # keep the other sub-commands usable; run() reports the problem
+        return {}
+    return {"DETECTORS": simulate.DETECTORS, "EXTRAS": simulate.EXTRAS,
+            "FAULTS": simulate.FAULTS}
+
+
+def _canonical(name: str) -> str:
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+def _detector_type(names: list[str] | None):
+    """Accept any case and spelling of ``-``/``_``; unknown names are left for ``choices``."""
+    by_canonical = {_canonical(name): name for name in names or ()}
+    return lambda text: by_canonical.get(_canonical(text), text)
+
+
+def _extras_type(known: tuple[str, ...]):
+    def parse(text: str) -> tuple[str, ...]:
+        if text.strip().lower() in ("", "none"):
+            return ()
+        names = tuple(name.strip().lower() for name in text.split(",") if name.strip())
+        unknown = sorted(set(names) - set(known))
+        if unknown:
+            raise argparse.ArgumentTypeError(
+                f"unknown extra source(s) {', '.join(unknown)} (choose from {', '.join(known)})")
+        return names
+
+    return parse
 
 
 def _simulator_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -103,9 +138,13 @@ def _simulator_options(args: argparse.Namespace) -> dict[str, Any]:
         "extras": tuple(name for name in args.extras if name not in args.without),
         "faults": args.fault,
         "seed": args.seed,
+        "pool_size": args.pool_size,
+        "protocol_version": args.protocol,  # of the messages the faults corrupt
     }
     if args.pulses is not None:
         options["pulses"] = args.pulses
+    if args.modules is not None:
+        options["modules"] = args.modules
     return options
 
 
@@ -117,11 +156,18 @@ def _status_line(server: BridgeServer) -> str:
 
 def run(args: argparse.Namespace) -> int:
     handle_termination()
+    try:
+        from ..simulate import simulate
+    except ImportError as exc:
+        return fail(COMMAND, f"the simulator cannot be loaded: {exc}")
     options = _simulator_options(args)
     try:
         trains = simulate(args.detector, **options)
     except (ValueError, TypeError, KeyError) as exc:
         return fail(COMMAND, f"cannot simulate {args.detector}: {exc}", EXIT_USAGE)
+    if args.describe:
+        print(trains.describe(), flush=True)
+        return EXIT_OK
     try:
         server = BridgeServer(args.endpoint, sock=args.sock, protocol_version=args.protocol)
     except zmq.ZMQError as exc:
@@ -129,10 +175,10 @@ def run(args: argparse.Namespace) -> int:
         return fail(COMMAND, str(exc), EXIT_USAGE if usage else EXIT_FAILURE)
 
     out = _printer()
-    extras = ", ".join(options["extras"]) or "no extras"
-    out(f"Simulating {args.detector} ({'raw' if args.raw else 'corrected'}, {args.layout} "
-        f"layout, {extras}) at {_rate_text(args.rate)} over {args.sock}, protocol "
+    out(f"Serving {args.detector} at {_rate_text(args.rate)} over {args.sock}, protocol "
         f"{args.protocol}, on {server.endpoint}")
+    out(trains.describe().splitlines()[0]
+        + (f"; extras: {', '.join(options['extras'])}" if options["extras"] else ""))
     started = time.monotonic()
     finished = interrupted = False
     error: BaseException | None = None

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["MODULE_SHAPE", "RAW_OFFSET", "RING_RADIUS", "Roi", "module_radius", "roi_of"]
+__all__ = ["MODULE_SHAPE", "RAW_OFFSET", "RING_RADIUS", "Roi", "find_roi", "module_radius",
+           "roi_of"]
 
 #: (slow_scan, fast_scan) pixels per module.
 MODULE_SHAPE = {"AGIPD": (512, 128), "LPD": (256, 256), "JUNGFRAU": (512, 1024),
@@ -72,7 +73,7 @@ def module_radius(detector: str, module_index: int = 0, n_modules: int = 1) -> n
 
 @dataclass(frozen=True)
 class Roi:
-    """A rectangular region of one module: ``module`` (index from 0), ``slow_scan``, ``fast_scan``."""
+    """A box on one module: ``module`` (index from 0), ``slow_scan`` and ``fast_scan`` slices."""
 
     module: int
     slow_scan: slice
@@ -83,8 +84,25 @@ class Roi:
                 "fast_scan": (self.fast_scan.start, self.fast_scan.stop)}
 
 
-def roi_of(response: np.ndarray, module: int = 0, level: float = 0.5) -> Roi:
-    """Bounding box of the pixels where ``response`` reaches ``level`` of its maximum."""
-    ss, fs = np.nonzero(response >= level * response.max())
-    return Roi(module, slice(int(ss.min()), int(ss.max()) + 1),
-               slice(int(fs.min()), int(fs.max()) + 1))
+def roi_of(response: np.ndarray, module: int = 0, size: int = 32) -> Roi:
+    """A ``size`` x ``size`` box on the ring: centred on a pixel at the ring's peak response.
+
+    The centre is the middle one (in row-major order) of the pixels within 10 % of the peak;
+    the box is shifted to stay inside the module.
+    """
+    ss, fs = np.nonzero(response >= 0.9 * response.max())
+    centre = len(ss) // 2
+    bounds = []
+    for at, n in ((ss[centre], response.shape[0]), (fs[centre], response.shape[1])):
+        start = min(max(int(at) - size // 2, 0), max(n - size, 0))
+        bounds.append(slice(start, min(start + size, n)))
+    return Roi(module, bounds[0], bounds[1])
+
+
+def find_roi(responses: list[np.ndarray]) -> Roi:
+    """:func:`roi_of` on the first module whose response reaches 95 % of the largest one."""
+    peak = max(float(r.max()) for r in responses)
+    for module, response in enumerate(responses):
+        if response.max() >= 0.95 * peak:
+            return roi_of(response, module)
+    raise ValueError("no response")  # unreachable: one module holds the peak

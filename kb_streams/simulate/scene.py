@@ -102,7 +102,7 @@ class Scene:
               ) -> tuple[np.ndarray, np.ndarray]:
         """Pixel responses ``(R1, R2)`` (float32) of the pump-sensitive and the reference ring."""
         out = []
-        for peak, r0, width in zip(self.ring_peak, ring_radius, self.ring_width):
+        for peak, r0, width in zip(self.ring_peak, ring_radius, self.ring_width, strict=True):
             out.append((peak * np.exp(-0.5 * ((radius - r0) / width) ** 2)).astype(np.float32))
         return out[0], out[1]
 

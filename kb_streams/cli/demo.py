@@ -1,0 +1,119 @@
+"""``kb-streams demo``: a live pump-probe curve from AGIPD modules, the XGM and a delay line."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+from ._live import add_source_arguments, open_source, run_live
+from ._output import EXIT_USAGE, fail, handle_termination
+
+COMMAND = "demo"
+
+EPILOG = """\
+examples:
+  kb-streams demo                       # embedded simulator, until Ctrl-C
+  kb-streams demo --trains 40           # 40 trains, then the curve and a summary
+  kb-streams demo --endpoint tcp://exflonc12:45000 --sock SUB \\
+      --detector-sources 'SPB_DET_AGIPD1M-1/CORR/*CH0:output[image.data]' \\
+      --roi 3:100:160,0:128 --delay 'SPB_AUXT_LIC/DOOCS/PPODL[actualPosition]' \\
+      --bins=-2,10,24
+
+Per train: sum a region of interest (ROI) of one detector module per pulse, divide by the XGM
+pulse energies, take pumped (even) over unpumped (odd) pulses, and bin the ratio by the delay
+line: mean ± std per delay bin. On the simulator it rises from 1.0 (before time zero) to ~1.49.
+The code is kb_streams/demo.py (pump_probe_graph): copy it for your own pipeline.
+"""
+
+
+def _source_key(default_key: str):
+    """argparse type: ``SOURCE[KEY]`` or ``SOURCE`` -> (source, key)."""
+
+    def parse(text: str) -> tuple[str, str]:
+        match = re.fullmatch(r"(.+?)(?:\[([^\[\]]+)\])?", text.strip())
+        if not match:
+            raise argparse.ArgumentTypeError(f"expected SOURCE or SOURCE[KEY], not {text!r}")
+        return match.group(1), match.group(2) or default_key
+
+    return parse
+
+
+def _roi(text: str) -> tuple[int, tuple[int, int], tuple[int, int]]:
+    """argparse type: ``MODULE:SS0:SS1,FS0:FS1``."""
+    match = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*:\s*(\d+)\s*,\s*(\d+)\s*:\s*(\d+)\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(
+            f"expected MODULE:SS_START:SS_STOP,FS_START:FS_STOP (e.g. 0:198:230,57:89), not {text!r}")
+    module, ss0, ss1, fs0, fs1 = map(int, match.groups())
+    if ss1 <= ss0 or fs1 <= fs0:
+        raise argparse.ArgumentTypeError(f"empty ROI {text!r}")
+    return module, (ss0, ss1), (fs0, fs1)
+
+
+def _bins(text: str) -> tuple[float, ...]:
+    """argparse type: ``START,STOP,N`` equal bins."""
+    try:
+        start, stop, n = text.split(",")
+        start_f, stop_f, n_i = float(start), float(stop), int(n)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected START,STOP,N (e.g. -1.625,4.625,5), "
+                                         f"not {text!r}") from None
+    if n_i < 1 or not stop_f > start_f:
+        raise argparse.ArgumentTypeError(f"need STOP > START and N >= 1, not {text!r}")
+    return tuple(start_f + (stop_f - start_f) * i / n_i for i in range(n_i + 1))
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from ..demo import PumpProbeSetup
+
+    d = PumpProbeSetup()
+    parser = subparsers.add_parser(
+        COMMAND, help="live pump-probe curve (embedded simulator, or a real bridge)",
+        description="Run the example graph: AGIPD module -> per-pulse ROI intensity / XGM "
+                    "pulse energy -> pumped/unpumped ratio binned by the delay line, with live "
+                    "trains/s, data age, lost trains and the curve filling in.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_source_arguments(parser)
+    names = parser.add_argument_group("data (defaults: the simulator's, SPB's names)")
+    names.add_argument("--detector-sources", type=_source_key(d.key), metavar="GLOB[KEY]",
+                       default=(d.detector_sources, d.key),
+                       help=f"module sources and image key (default: "
+                            f"{d.detector_sources}[{d.key}])")
+    names.add_argument("--roi", type=_roi, metavar="M:SS0:SS1,FS0:FS1",
+                       default=(d.module, d.slow_scan, d.fast_scan),
+                       help=f"module and pixel ranges of the ROI (default: {d.module}:"
+                            f"{d.slow_scan[0]}:{d.slow_scan[1]},{d.fast_scan[0]}:{d.fast_scan[1]})")
+    names.add_argument("--xgm", type=_source_key(d.xgm_key), metavar="SRC[KEY]",
+                       default=(d.xgm, d.xgm_key),
+                       help=f"XGM pulse energies (default: {d.xgm}[{d.xgm_key}])")
+    names.add_argument("--delay", type=_source_key(d.delay_key), metavar="SRC[KEY]",
+                       default=(d.delay, d.delay_key),
+                       help=f"delay line position, ps (default: {d.delay}[{d.delay_key}])")
+    names.add_argument("--bins", type=_bins, metavar="START,STOP,N", default=d.bins,
+                       help=f"delay bins (default: {d.bins[0]:g},{d.bins[-1]:g},"
+                            f"{len(d.bins) - 1}); write --bins=-2,10,24 for a negative start")
+    names.add_argument("--pump-every", type=int, default=d.pump_every, metavar="N",
+                       help=f"pulse p is pumped when p %% N == 0 (default: {d.pump_every})")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..demo import PumpProbeSetup, pump_probe_graph
+
+    if args.pump_every < 2:
+        return fail(COMMAND, "--pump-every must be 2 or more (some pulses must be unpumped)",
+                    EXIT_USAGE)
+    handle_termination()
+    (detector_sources, key), (xgm, xgm_key), (delay, delay_key) = (
+        args.detector_sources, args.xgm, args.delay)
+    module, slow_scan, fast_scan = args.roi
+    setup = PumpProbeSetup(
+        detector_sources=detector_sources, key=key, module=module, slow_scan=slow_scan,
+        fast_scan=fast_scan, xgm=xgm, xgm_key=xgm_key, delay=delay, delay_key=delay_key,
+        bins=tuple(args.bins), pump_every=args.pump_every)
+    with open_source(args) as source:
+        curve = pump_probe_graph(source, setup)
+        return run_live(source, curve.table, trains=args.trains,
+                        title="kb-streams demo: pump-probe delay scan")

@@ -1,0 +1,259 @@
+"""The pump-probe demo: a delay scan's curve, live, from AGIPD modules, the XGM and a delay line.
+
+Per train: take the detector module holding the region of interest (ROI) on the pump-sensitive
+ring, label it (``pulse``, ``slow_scan``, ``fast_scan``), sum the ROI per pulse, divide by the
+XGM pulse energies, and compare pumped (even) with unpumped (odd) pulses. The ratios are binned by
+the delay-line position: the pump-probe curve. On the simulator (:mod:`kb_streams.simulate`) the
+curve is ``1 + 0.5 * S(delay)``: 1.0 before time zero, rising to ~1.49 at 4 ps.
+
+``kb-streams demo`` runs this graph against an embedded simulator; :func:`pump_probe_graph` is
+the part to copy into your own pipelines. (xarray, streamz and the simulator are imported where
+they are used, so that the ``kb-streams`` command starts fast.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .layouts import detector_for
+
+if TYPE_CHECKING:
+    import xarray as xr
+    from streamz import Stream
+
+    from .server import BridgeServer
+    from .train import Train
+
+__all__ = ["PumpProbeSetup", "PumpProbeCurve", "pump_probe_graph", "ratio_of_train",
+           "embedded_simulator", "curve_table"]
+
+#: The simulator's pump-probe scan, also the demo's default: delays from -1 to 4 ps in 5 steps.
+SCAN_DELAYS = np.linspace(-1.0, 4.0, 5)
+
+
+def _edges(centres: np.ndarray) -> np.ndarray:
+    """Bin edges halfway between sorted bin centres."""
+    half = np.diff(centres) / 2
+    inner = centres[:-1] + half
+    return np.concatenate([[centres[0] - half[0]], inner, [centres[-1] + half[-1]]])
+
+
+@dataclass(frozen=True)
+class PumpProbeSetup:
+    """Where the demo finds its data, and how it bins it (defaults: SPB's AGIPD and devices).
+
+    Attributes
+    ----------
+    detector_sources
+        Glob of the detector's module sources.
+    key
+        Image key of the module sources.
+    module, slow_scan, fast_scan
+        The ROI on the pump-sensitive ring: module number and pixel ranges (the simulator's
+        ring-1 ROI by default).
+    xgm, xgm_key
+        XGM pipeline source and its per-pulse energy key (pulse energies first).
+    delay, delay_key
+        Delay-line source and its position key (ps).
+    bins
+        Bin edges of the delay (ps).
+    pump_every
+        Pulse ``p`` is pumped when ``p % pump_every == 0``, unpumped otherwise.
+    """
+
+    detector_sources: str = "SPB_DET_AGIPD1M-1/DET/*CH0:xtdf"
+    key: str = "image.data"
+    module: int = 0
+    slow_scan: tuple[int, int] = (198, 230)
+    fast_scan: tuple[int, int] = (57, 89)
+    xgm: str = "SA1_XTD2_XGM/XGM/DOOCS:output"
+    xgm_key: str = "data.intensityTD"
+    delay: str = "SPB_AUXT_LIC/DOOCS/PPODL"
+    delay_key: str = "actualPosition"
+    bins: tuple[float, ...] = field(default_factory=lambda: tuple(_edges(SCAN_DELAYS)))
+    pump_every: int = 2
+
+    def module_source(self, train: Train) -> str:
+        """The source of the ROI's module in ``train``."""
+        for source in train.sources:
+            if fnmatch.fnmatchcase(source, self.detector_sources):
+                spec = detector_for(source)
+                if spec is not None and spec.module_number(source) == self.module:
+                    return source
+        raise KeyError(f"train {train.train_id}: no source matching "
+                       f"{self.detector_sources!r} for module {self.module}")
+
+
+def ratio_of_train(train: Train, setup: PumpProbeSetup) -> tuple[float, float]:
+    """``(delay, pumped/unpumped ratio)`` of one train: the demo's per-train step.
+
+    Examples
+    --------
+    >>> from kb_streams.train import Train
+    >>> from kb_streams.simulate import simulate
+    >>> sim = simulate('AGIPD-modules', pulses=4, pool_size=1, extras=('xgm', 'delay'))
+    >>> delay, ratio = ratio_of_train(Train(*next(sim)), PumpProbeSetup())
+    >>> round(delay, 1), round(ratio, 2)   # before time zero: no pump effect
+    (-1.0, 1.0)
+    """
+    import xarray as xr
+
+    source = setup.module_source(train)
+    # 1. a labelled view on the module's image (no copy): dims (pulse, slow_scan, fast_scan)
+    image = train[source, setup.key].xarray()
+    # 2. per-pulse ROI intensity, normalised by the XGM pulse energies
+    roi = image.isel(slow_scan=slice(*setup.slow_scan), fast_scan=slice(*setup.fast_scan))
+    intensity = roi.sum(("slow_scan", "fast_scan"), dtype=np.float64)
+    n_pulses = intensity.sizes["pulse"]
+    energy = train[setup.xgm, setup.xgm_key].ndarray()[:n_pulses]
+    normalised = intensity / xr.DataArray(energy, dims="pulse")
+    # 3. pumped over unpumped pulses, at this train's delay
+    pumped = np.arange(n_pulses) % setup.pump_every == 0
+    ratio = normalised[pumped].mean() / normalised[~pumped].mean()
+    delay = train[setup.delay, setup.delay_key].ndarray()
+    return float(delay), float(ratio)
+
+
+class PumpProbeCurve:
+    """The latest binned curve of a running graph (thread-safe to read from another thread)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._result: xr.Dataset | None = None
+        self.trains = 0
+
+    def _store(self, result: xr.Dataset) -> None:
+        with self._lock:
+            self._result = result
+            self.trains += 1
+
+    @property
+    def result(self) -> xr.Dataset | None:
+        """``count``, ``mean``, ``std`` of the ratio per ``delay`` bin (None before a train)."""
+        with self._lock:
+            return self._result
+
+    def table(self) -> str:
+        """The curve as a text table with bars (what ``kb-streams demo`` shows)."""
+        result = self.result
+        if result is None:
+            return "pump-probe curve: waiting for trains..."
+        return curve_table(result, title="pumped/unpumped ratio of ring-1 intensity per µJ")
+
+
+def curve_table(result: xr.Dataset, *, title: str = "", width: int = 30) -> str:
+    """A :class:`~kb_streams.reduce.BinnedStats` result as a text table, a bar per bin.
+
+    Examples
+    --------
+    >>> from kb_streams.reduce import BinnedStats
+    >>> curve = BinnedStats([0, 1, 2], dim='delay')
+    >>> for delay, value in [(0.5, 1.0), (0.5, 1.2), (1.5, 1.4)]:
+    ...     _ = curve.update(value, by=delay)
+    >>> print(curve_table(curve.result(), width=10))
+         delay      n        mean ± std
+         0.500      2     1.100 ± 0.100   █
+         1.500      1     1.400 ± 0.000   ██████████
+    """
+    dim = next(iter(result["count"].dims))
+    lines = [title] if title else []
+    mean = result["mean"].values.astype(float)
+    std = result["std"].values.astype(float)
+    count = result["count"].values
+    filled = mean[count > 0]
+    low, high = (filled.min(), filled.max()) if filled.size else (0.0, 1.0)
+    lines.append(f"{dim:>10} {'n':>6} {'mean ± std':>17}")
+    for x, n, m, s in zip(result[dim].values, count, mean, std):
+        if n:
+            # bars span the lowest to the highest mean, so that the change stands out
+            bar = "█" * (1 + round((width - 1) * (m - low) / (high - low))) if high > low else "█"
+            lines.append(f"{x:10.3f} {n:6d} {m:9.3f} ± {s:<5.3f}   {bar}")
+        else:
+            lines.append(f"{x:10.3f} {n:6d} {'-':>9}")
+    return "\n".join(lines)
+
+
+def pump_probe_graph(
+    source: Stream,
+    setup: PumpProbeSetup | None = None,
+    *,
+    apply: Callable[[Stream, Callable[[Train], Any]], Stream] | None = None,
+) -> PumpProbeCurve:
+    """Build the demo graph on ``source``: per-train ratio, binned by delay, latest curve kept.
+
+    Parameters
+    ----------
+    source
+        A stream of :class:`~kb_streams.train.Train` (``Stream.from_karabo_bridge(...)``).
+    setup
+        Source names, ROI and bins (default: :class:`PumpProbeSetup`).
+    apply
+        How to run the per-train step: ``apply(stream, func) -> stream``. Default
+        ``stream.map(func)`` in the graph's event loop; pass e.g. an offload to Dask workers.
+
+    Returns
+    -------
+    PumpProbeCurve
+        Holds the latest curve, for display.
+
+    Examples
+    --------
+    >>> from streamz import Stream
+    >>> source = Stream.from_karabo_bridge('tcp://127.0.0.1:45000')   # doctest: +SKIP
+    >>> curve = pump_probe_graph(source)                               # doctest: +SKIP
+    >>> source.start()                                                 # doctest: +SKIP
+    >>> print(curve.table())                                           # doctest: +SKIP
+    """
+    from .reduce import BinnedStats
+
+    setup = setup or PumpProbeSetup()
+    apply = apply or (lambda stream, func: stream.map(func))
+    curve = PumpProbeCurve()
+    ratios = apply(source, lambda train: ratio_of_train(train, setup))
+    binned = ratios.reduce_online(BinnedStats(list(setup.bins), dim="delay"))
+    binned.sink(curve._store)
+    return curve
+
+
+@contextlib.contextmanager
+def embedded_simulator(
+    *,
+    pulses: int = 32,
+    rate: float = 10.0,
+    sock: str = "REP",
+    pool_size: int = 5,
+    trains_per_step: int = 4,
+    detector: str = "AGIPD-modules",
+    **options: Any,
+) -> Iterator[BridgeServer]:
+    """A simulated bridge (AGIPD modules, XGM, delay line) on ``tcp://127.0.0.1:<free port>``.
+
+    Serves from a background thread (sending is done by ZeroMQ's own threads, so it hardly
+    competes with the analysis for Python's lock). The scan steps through ``pool_size`` delays,
+    ``trains_per_step`` trains each.
+
+    Examples
+    --------
+    >>> with embedded_simulator(pulses=4) as server:        # doctest: +SKIP
+    ...     print(server.endpoint)
+    tcp://127.0.0.1:38163
+    """
+    from .server import BridgeServer
+    from .simulate import Scene, simulate
+
+    scene = Scene(trains_per_step=trains_per_step)
+    sim = simulate(detector, pulses=pulses, pool_size=pool_size, scene=scene,
+                   extras=("xgm", "delay"), **options).prepare()
+    server = BridgeServer("tcp://127.0.0.1:0", sock=sock)
+    try:
+        server.start(sim, rate=rate or None)
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,39 @@
+"""Online reductions: small, mergeable, streamz-friendly.
+
+Each reduction has ``update(x)`` (one item), ``merge(other)`` (fold in a partial result from
+another worker: over any split of the data, merging the parts equals one pass), ``reset()``,
+``copy()`` and ``result()`` (labelled xarray). State is the size of the result, never of the
+inputs, so reductions pickle small and cheap.
+
+| class | result |
+|---|---|
+| :class:`RunningStats` | mean/std/count over trains (per element, or pooling ``dim``) |
+| :class:`RollingMean` | mean over the last N trains |
+| :class:`Histogram` | counts in fixed bins, with under/overflow |
+| :class:`BinnedStats` | count/mean/std/sem of values binned by a scalar (delay scans) |
+| :class:`PumpProbe` | on/off/on-off by pulse pattern, fed into another reduction |
+
+Importing this package registers the streamz node ``Stream.reduce_online(reduction, emit=,
+every=)``.
+"""
+
+from __future__ import annotations
+
+from ._base import Reduction, merge_all, train_id_of
+from .histogram import BinnedStats, Bins, Histogram
+from .pumpprobe import PumpProbe
+from .stats import RollingMean, RunningStats
+from .stream import reduce_online
+
+__all__ = [
+    "Bins",
+    "BinnedStats",
+    "Histogram",
+    "PumpProbe",
+    "Reduction",
+    "RollingMean",
+    "RunningStats",
+    "merge_all",
+    "reduce_online",
+    "train_id_of",
+]

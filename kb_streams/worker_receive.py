@@ -1,0 +1,689 @@
+"""Receive trains on the Dask workers, reduce them there, stream the small results in train order.
+
+Which path to use
+-----------------
+``Stream.from_karabo_bridge(endpoint).map(f)``
+    Everything in the graph's process. Fine while ``f`` keeps up with the train rate.
+``Stream.from_karabo_bridge(endpoint).offload(f, client=client)`` (:mod:`kb_streams.offload`)
+    The graph's process receives each train and scatters it to a worker. Every train crosses one
+    more process boundary (about 60-120 ms per 100 MB on loopback), so use it for trains up to a
+    few tens of MB, for data already reduced or selected in the graph, or when the graph itself
+    needs the whole train.
+``Stream.from_karabo_bridge_on_workers(endpoint, f, client)`` (this module)
+    Each of ``n`` workers runs its own bridge client: REQ on a REP bridge or PULL on a PUSH bridge
+    (the bridge hands different trains to different receivers). ``f(train)`` runs where the
+    train landed and only its (small) result reaches the graph, re-ordered by train ID. For
+    megapixel detectors (100 MB - 1.4 GB trains) at 10 Hz: the train is never copied again.
+Sharding: ``endpoint=[Shard(...), ...]`` or :func:`module_shards`
+    Each receiver takes a subset of the detector modules (its own bridge per module group, or SUB
+    on one PUB bridge keeping only its modules); the partial results of a train are merged once
+    every shard has delivered it. When one receiver cannot take a whole train in time.
+
+How it works
+------------
+The source keeps ``tasks_per_receiver`` short Dask tasks in flight per receiver, each pinned to
+that receiver's worker (``allow_other_workers=True``, so a task of a dead worker runs elsewhere).
+A task takes the next train from a bridge client kept open in the worker process (one per
+receiver and worker thread; REQ clients prefetch the next train while ``f`` runs), applies ``f``
+and returns ``(train ID, result)``; an exception in ``f`` comes back as an error record with the
+train ID. Nothing is queued without bound: results wait in a re-order buffer until every receiver
+has reported a later train or idled, or for at most ``wait`` seconds; a train that comes later is
+counted as late and dropped. Workers that leave are replaced by the remaining ones, and receivers
+are spread over new workers as they join.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import cloudpickle
+import numpy as np
+from dask.utils import funcname
+from distributed import Client, default_client
+from distributed.client import FutureCancelledError
+from streamz import Stream
+from streamz.sources import Source
+
+from .client import Client as BridgeClient
+from .offload import OffloadError, cancel_quietly, detach, nbytes_of, on_client_loop
+from .train import Train
+
+__all__ = ["Shard", "WorkerReceiveStats", "from_karabo_bridge_on_workers", "module_shards",
+           "receive_and_apply", "close_receivers"]
+
+logger = logging.getLogger(__name__)
+
+SOCKS = ("REQ", "PULL", "SUB")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One receiver of a sharded worker-side source.
+
+    Parameters
+    ----------
+    endpoint
+        Bridge endpoint this receiver connects to.
+    select
+        What it keeps of each train: anything :meth:`kb_streams.train.Train.select` takes
+        (a source glob, a list of globs, a dict); ``None`` keeps everything.
+    name
+        Label of the shard (default ``'shard<i>'``); keys of the default merged result.
+    sock
+        Socket type; default: the source's ``sock``.
+
+    Examples
+    --------
+    One bridge per module group:
+
+    >>> shards = [Shard("tcp://10.0.0.1:4501", name="Q1"), Shard("tcp://10.0.0.1:4502", name="Q2")]
+    """
+
+    endpoint: str
+    select: Any = None
+    name: str | None = None
+    sock: str | None = None
+
+
+def module_shards(endpoint: str, n: int, *, modules: int = 16,
+                  source: str = "*/DET/{module}CH0:*", sock: str = "SUB") -> list[Shard]:
+    """Split the modules of one bridge into ``n`` shards of consecutive modules.
+
+    Every shard subscribes (SUB, on a PUB bridge) to the whole train and keeps its modules: this
+    splits the CPU work, not the network traffic. For that, give each module group its own bridge.
+
+    Examples
+    --------
+    >>> [s.name for s in module_shards("tcp://127.0.0.1:4545", 4)]
+    ['modules 0-3', 'modules 4-7', 'modules 8-11', 'modules 12-15']
+    >>> module_shards("tcp://127.0.0.1:4545", 2, modules=4)[1].select
+    ['*/DET/2CH0:*', '*/DET/3CH0:*']
+    """
+    if not 1 <= n <= modules:
+        raise ValueError(f"need 1 to {modules} shards, not {n}")
+    groups = np.array_split(np.arange(modules), n)
+    return [Shard(endpoint, select=[source.format(module=m) for m in group],
+                  name=f"modules {group[0]}-{group[-1]}", sock=sock) for group in groups]
+
+
+# ---------------------------------------------------------------------------------------------
+# Worker side
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """What a worker needs to receive for one receiver (sent with every task; small)."""
+
+    session: str
+    name: str
+    endpoint: str
+    sock: str
+    select: Any
+    timeout: float
+    prefetch: int
+    hwm: int
+
+
+@dataclass
+class _Result:
+    receiver: str
+    kind: str  # 'train' | 'idle' | 'error' | 'failed' | 'closed'
+    train_id: int | None = None
+    value: Any = None
+    error: tuple[str, BaseException] | None = None
+    nbytes: int = 0
+    worker: str | None = None
+
+
+class _Receiver:
+    def __init__(self, spec: _Spec) -> None:
+        self.timeout = spec.timeout
+        self.lock = threading.Lock()
+        self.closed = False
+        self.client = BridgeClient(spec.endpoint, sock=spec.sock, timeout=spec.timeout,
+                                   prefetch=spec.prefetch if spec.sock == "REQ" else 1,
+                                   hwm=spec.hwm)
+
+    def close(self) -> None:
+        if self.lock.acquire(timeout=self.timeout + 5):
+            try:
+                self.closed = True
+                self.client.close()
+            finally:
+                self.lock.release()
+        else:
+            logger.warning("bridge receiver %s still busy, not closed", self.client.endpoint)
+
+
+_receivers: dict[tuple[str, str, int], _Receiver] = {}
+_closed_sessions: deque[str] = deque(maxlen=1000)
+_registry = threading.Lock()
+
+
+def _worker_address() -> str | None:
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except ValueError:
+        return None
+
+
+def _error(spec: _Spec, exc: BaseException, train_id: int | None = None) -> _Result:
+    text, exc = detach(exc)
+    try:
+        cloudpickle.dumps(exc)
+    except Exception:
+        exc = RuntimeError(f"{type(exc).__name__}: {exc}")
+    return _Result(spec.name, "error", train_id=train_id, error=(text, exc),
+                   worker=_worker_address())
+
+
+def receive_and_apply(spec: _Spec, func: Callable[..., Any], args: tuple = (),
+                      kwargs: Mapping[str, Any] | None = None) -> _Result:
+    """Worker task: take the next train from this worker's bridge client, apply ``func``.
+
+    The bridge client stays open in the worker process between tasks (one per receiver and
+    thread). Never raises for a bad train: errors come back as a result with the train ID.
+    """
+    key = (spec.session, spec.name, threading.get_ident())
+    try:
+        with _registry:
+            if spec.session in _closed_sessions:
+                return _Result(spec.name, "closed")
+            receiver = _receivers.get(key)
+            if receiver is None:
+                receiver = _receivers[key] = _Receiver(spec)
+        with receiver.lock:
+            if receiver.closed:
+                return _Result(spec.name, "closed")
+            message = receiver.client.next_message()
+    except TimeoutError:
+        return _Result(spec.name, "idle")
+    except Exception as exc:
+        return _error(spec, exc, getattr(exc, "train_id", None))
+    train = Train.from_message(message)
+    nbytes = message.nbytes
+    del message
+    try:
+        if spec.select is not None:
+            train = train.select(spec.select)
+        value = func(train, *args, **(kwargs or {}))
+    except Exception as exc:
+        return _error(spec, exc, train.train_id)
+    return _Result(spec.name, "train", train_id=train.train_id, value=value, nbytes=nbytes,
+                   worker=_worker_address())
+
+
+def close_receivers(session: str) -> int:
+    """Close this worker's bridge clients of one source (``session``); returns how many."""
+    with _registry:
+        _closed_sessions.append(session)
+        found = [key for key in _receivers if key[0] == session]
+        receivers = [_receivers.pop(key) for key in found]
+    for receiver in receivers:
+        receiver.close()
+    return len(receivers)
+
+
+async def _close_receivers_async(session: str) -> int:
+    return await asyncio.to_thread(close_receivers, session)
+
+
+# ---------------------------------------------------------------------------------------------
+# Graph side
+
+
+@dataclass
+class WorkerReceiveStats:
+    """Counters of a worker-side source (``source.stats``), updated live.
+
+    ``emitted`` results went downstream; ``received`` trains were reduced on workers; ``errors``
+    records went to ``source.errors``; ``late`` results came after a later train was emitted and
+    were dropped; ``skipped`` train IDs were passed over between emitted trains; ``incomplete``
+    sharded trains missed a shard within ``wait``; ``idle`` receive attempts timed out;
+    ``bytes_received`` arrived on the workers, ``bytes_tasks`` + ``bytes_results`` crossed between
+    the graph's process and the workers.
+    """
+
+    emitted: int = 0
+    received: int = 0
+    errors: int = 0
+    late: int = 0
+    skipped: int = 0
+    incomplete: int = 0
+    idle: int = 0
+    tasks: int = 0
+    reassigned: int = 0
+    buffered: int = 0
+    max_buffered: int = 0
+    bytes_received: int = 0
+    bytes_tasks: int = 0
+    bytes_results: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass(eq=False)
+class _Slot:
+    spec: _Spec
+    worker: str | None = None
+    tasks: int = 0
+    last_tid: int | None = None
+    idle: bool = False
+    not_before: float = 0.0
+
+
+@dataclass(eq=False)
+class _Pending:
+    first_seen: float
+    parts: dict[str, Any] = field(default_factory=dict)
+    failed: bool = False
+
+
+@Stream.register_api(staticmethod)
+class from_karabo_bridge_on_workers(Source):
+    """Receive and reduce trains on Dask workers; emit the results in train order.
+
+    Parameters
+    ----------
+    endpoint
+        A bridge endpoint (all receivers connect to it), or a list of :class:`Shard` (or endpoint
+        strings): one receiver per shard, results merged per train.
+    func
+        ``func(train, *args, **kwargs)`` with a :class:`kb_streams.train.Train`; runs on a worker
+        and should return something small (labelled with the train ID if you need it).
+    client
+        The :class:`distributed.Client`; default: the default client when the source is built.
+    n
+        Receivers for a single endpoint; default: the number of workers when the source starts.
+    sock
+        ``'REQ'`` (REP bridge), ``'PULL'`` (PUSH bridge) or ``'SUB'`` (PUB bridge; every receiver
+        gets every train, so only with shards or ``n=1``).
+    select
+        Keep only this part of each train (:meth:`~kb_streams.train.Train.select`) before ``func``.
+    merge
+        Sharded only: ``merge(parts) -> result`` with the shards' results in shard order. Default:
+        a dict ``{shard name: part}``.
+    args, kwargs
+        Extra arguments for ``func``.
+    timeout
+        Seconds a worker waits for a train before reporting that it is idle.
+    wait
+        Seconds a result may wait in the re-order buffer for earlier trains (or, sharded, for its
+        other parts); after that it is emitted (or, incomplete, dropped and counted).
+    tasks_per_receiver
+        Tasks in flight per receiver (2 keeps a worker busy while a result travels back).
+    prefetch
+        REQ: trains a worker's bridge client has requested at once (2: the next train travels while
+        ``func`` runs on this one).
+    max_buffered
+        Most results held for re-ordering; beyond it the oldest is emitted at once.
+    start
+        Start receiving at once (default: call ``.start()`` after connecting the graph).
+
+    Attributes
+    ----------
+    errors : streamz.Stream
+        Emits an :class:`~kb_streams.offload.OffloadError` per train ``func`` raised on, and per
+        receive or task failure.
+    stats : WorkerReceiveStats
+    finished : threading.Event
+        Set once the source has stopped and closed the workers' bridge clients.
+
+    Examples
+    --------
+    >>> from kb_streams.cluster import connect
+    >>> def pulse_energy(train):                        # runs on the workers
+    ...     return train.stack_modules().sum(["module", "slow_scan", "fast_scan"])
+    >>> client = connect(n_workers=2)                                   # doctest: +SKIP
+    >>> source = Stream.from_karabo_bridge_on_workers(
+    ...     "tcp://10.0.0.1:4545", pulse_energy, client, sock="REQ")      # doctest: +SKIP
+    >>> results = source.sink_to_list()                                 # doctest: +SKIP
+    >>> source.start()                                                  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        endpoint: str | Sequence[str | Shard],
+        func: Callable[..., Any],
+        client: Client | None = None,
+        *,
+        n: int | None = None,
+        sock: str = "REQ",
+        select: Any = None,
+        merge: Callable[[list[Any]], Any] | None = None,
+        args: tuple = (),
+        kwargs: Mapping[str, Any] | None = None,
+        timeout: float = 1.0,
+        wait: float = 2.0,
+        tasks_per_receiver: int = 2,
+        prefetch: int = 2,
+        hwm: int = 1,
+        max_buffered: int = 64,
+        start: bool = False,
+        stream_name: str | None = None,
+        loop: Any = None,
+        asynchronous: bool | None = None,
+    ) -> None:
+        if client is None:
+            try:
+                client = default_client()
+            except ValueError:
+                raise ValueError("from_karabo_bridge_on_workers needs a Dask client: pass "
+                                 "client=kb_streams.cluster.connect(...)") from None
+        sock = sock.upper()
+        if isinstance(endpoint, str):
+            self.shards: list[Shard] | None = None
+            if sock not in SOCKS:
+                raise ValueError(f"sock must be one of {SOCKS}, not {sock!r}")
+            if sock == "SUB" and n not in (None, 1):
+                raise ValueError("with SUB every receiver gets every train: use n=1, or shards")
+        else:
+            self.shards = [s if isinstance(s, Shard) else Shard(s) for s in endpoint]
+            if not self.shards:
+                raise ValueError("no shards given")
+            self.shards = [Shard(s.endpoint, s.select, s.name or f"shard{i}",
+                                 (s.sock or sock).upper()) for i, s in enumerate(self.shards)]
+            names = [s.name for s in self.shards]
+            if len(set(names)) != len(names):
+                raise ValueError(f"shard names must differ: {names}")
+            for s in self.shards:
+                if s.sock not in SOCKS:
+                    raise ValueError(f"shard {s.name}: sock must be one of {SOCKS}, not {s.sock!r}")
+        if tasks_per_receiver < 1 or wait < 0 or timeout <= 0:
+            raise ValueError("need tasks_per_receiver >= 1, wait >= 0 and timeout > 0")
+        self.endpoint = endpoint
+        self.func = func
+        self.client = client
+        self.n = n
+        self.sock = sock
+        self.select = select
+        self.merge = merge
+        self.args = tuple(args)
+        self.kwargs = dict(kwargs or {})
+        self.timeout = timeout
+        self.wait = wait
+        self.tasks_per_receiver = tasks_per_receiver
+        self.prefetch = prefetch
+        self.hwm = hwm
+        self.max_buffered = max_buffered
+        self.stats = WorkerReceiveStats()
+        self.finished = threading.Event()
+        self.finished.set()
+        self._func_name = funcname(func)
+        if loop is None:
+            loop = client.loop
+            if asynchronous is None and getattr(client, "_asynchronous", False):
+                asynchronous = True
+        super().__init__(start=False, stream_name=stream_name, loop=loop,
+                         asynchronous=asynchronous)
+        self.errors = Stream(loop=self.loop, asynchronous=self.asynchronous,
+                             stream_name=f"{stream_name or 'on_workers'}.errors")
+        self._slots: list[_Slot] = []
+        self._futures: set = set()  # Dask futures in flight (touched on the client's loop only)
+        self._buffer: dict[int, _Pending] = {}
+        self._last_emitted: int | None = None
+        if start:
+            self.start()
+
+    # -- streamz interface -------------------------------------------------------------------
+    def start(self) -> None:
+        if self.stopped:
+            self.finished.clear()
+        super().start()
+
+    def _emit(self, x: Any, metadata: list | None = None) -> list:
+        try:
+            return super()._emit(x, metadata=metadata)
+        finally:
+            self.current_value = None
+            self.current_metadata = None
+
+    async def run(self) -> None:
+        session = uuid.uuid4().hex
+        tasks: dict[asyncio.Future, _Slot] = {}
+        try:
+            await self._make_slots(session)
+            task_bytes = len(cloudpickle.dumps(
+                (self._slots[0].spec, self.func, self.args, self.kwargs)))
+            next_check = 0.0
+            while not self.stopped:
+                now = time.monotonic()
+                if now >= next_check:
+                    await self._assign_workers()
+                    next_check = now + 1.0
+                for slot in self._slots:
+                    while slot.tasks < self.tasks_per_receiver and now >= slot.not_before:
+                        task = asyncio.ensure_future(
+                            on_client_loop(self.client, self._remote, slot.spec, slot.worker))
+                        tasks[task] = slot
+                        slot.tasks += 1
+                        self.stats.tasks += 1
+                        self.stats.bytes_tasks += task_bytes
+                step = min(0.25, self._next_deadline(now) - now)
+                if tasks:
+                    done, _ = await asyncio.wait(tasks, timeout=max(step, 0.001),
+                                                 return_when=asyncio.FIRST_COMPLETED)
+                else:
+                    done = set()
+                    await asyncio.sleep(max(step, 0.001))
+                for task in done:
+                    slot = tasks.pop(task)
+                    slot.tasks -= 1
+                    await self._handle(slot, task.result())
+                await self._emit_ready(flush=False)
+            await self._emit_ready(flush=True)
+        except Exception:
+            logger.exception("worker-side bridge source %s stopped on an error", self.endpoint)
+            self.stopped = True
+        finally:
+            if tasks:
+                # cancel the Dask futures: their gathers then end by themselves
+                with contextlib.suppress(Exception):
+                    await on_client_loop(self.client, self._cancel_futures)
+                _, late = await asyncio.wait(tasks, timeout=self.timeout + 10)
+                for task in late:
+                    task.cancel()
+            await self._close_workers(session)
+            self.finished.set()
+
+    # -- receivers and workers ---------------------------------------------------------------
+    async def _make_slots(self, session: str) -> None:
+        def spec(name: str, endpoint: str, sock: str, select: Any) -> _Spec:
+            return _Spec(session, name, endpoint, sock, select, self.timeout, self.prefetch,
+                         self.hwm)
+
+        if self.shards is not None:
+            specs = [spec(s.name, s.endpoint, s.sock, s.select) for s in self.shards]
+        else:
+            n = self.n
+            if n is None:
+                workers = await on_client_loop(self.client, self._workers)
+                n = max(1, len(workers))
+            specs = [spec(f"r{i}", self.endpoint, self.sock, self.select) for i in range(n)]
+        self._slots = [_Slot(s) for s in specs]
+        self._buffer.clear()
+        self._last_emitted = None
+
+    async def _workers(self) -> list[str]:
+        return sorted(await self.client.scheduler.ncores_running())
+
+    async def _assign_workers(self) -> None:
+        """Pin every receiver to a live worker, spread evenly (cheap; done about once a second)."""
+        try:
+            workers = await on_client_loop(self.client, self._workers)
+        except Exception as exc:
+            logger.warning("cannot list the Dask workers: %s", exc)
+            return
+        if not workers:
+            return
+        load = {w: 0 for w in workers}
+        for slot in self._slots:
+            if slot.worker in load:
+                load[slot.worker] += 1
+        for slot in self._slots:
+            if slot.worker not in load:
+                target = min(workers, key=load.__getitem__)
+                if slot.worker is not None:
+                    self.stats.reassigned += 1
+                    logger.info("receiver %s: worker %s is gone, now on %s", slot.spec.name,
+                                slot.worker, target)
+                slot.worker = target
+                load[target] += 1
+        while True:  # move receivers from crowded workers to new ones
+            busiest = max(workers, key=load.__getitem__)
+            idlest = min(workers, key=load.__getitem__)
+            if load[busiest] - load[idlest] <= 1:
+                break
+            slot = next(s for s in self._slots if s.worker == busiest)
+            slot.worker = idlest
+            load[busiest] -= 1
+            load[idlest] += 1
+            self.stats.reassigned += 1
+
+    async def _remote(self, spec: _Spec, worker: str | None) -> _Result:
+        """Client loop: one receive-and-apply task on ``worker`` (or wherever it can run)."""
+        client = self.client
+        future = None
+        try:
+            future = client.submit(
+                receive_and_apply, spec, self.func, self.args, self.kwargs, pure=False,
+                key=f"kb-receive-{spec.name}-{uuid.uuid4().hex}",
+                workers=[worker] if worker else None, allow_other_workers=True)
+            self._futures.add(future)
+            return await client.gather(future, direct=True)
+        except (Exception, FutureCancelledError) as exc:
+            return _Result(spec.name, "failed", error=detach(exc))
+        finally:
+            if future is not None:
+                self._futures.discard(future)
+                if not future.done():
+                    await cancel_quietly(client, future)
+
+    async def _cancel_futures(self) -> None:
+        if self._futures:
+            await self.client.cancel(list(self._futures), asynchronous=True)
+
+    async def _close_workers(self, session: str) -> None:
+        async def close() -> Any:
+            return await self.client.run(_close_receivers_async, session, on_error="ignore")
+
+        try:
+            await asyncio.wait_for(on_client_loop(self.client, close), self.timeout + 10)
+        except Exception as exc:
+            logger.debug("could not close the bridge clients on the workers: %s", exc)
+
+    # -- results -----------------------------------------------------------------------------
+    async def _handle(self, slot: _Slot, result: _Result) -> None:
+        stats = self.stats
+        if result.kind == "idle":
+            slot.idle = True
+            stats.idle += 1
+            return
+        if result.kind == "closed":
+            return
+        if result.train_id is not None:
+            slot.idle = False
+            slot.last_tid = max(result.train_id, slot.last_tid or result.train_id)
+        if result.kind in ("error", "failed"):
+            if result.train_id is None:  # receiving or the task failed: do not hammer
+                slot.not_before = time.monotonic() + min(self.timeout, 1.0)
+            else:
+                pending = self._buffer.get(result.train_id)
+                if pending is not None:
+                    pending.failed = True
+            text, exc = result.error
+            await self._report(OffloadError(result.train_id, self._func_name, exc, text,
+                                            receiver=slot.spec.name))
+            return
+        stats.received += 1
+        stats.bytes_received += result.nbytes
+        stats.bytes_results += nbytes_of(result.value)
+        tid = result.train_id
+        if tid is None:  # cannot be ordered: pass it on as it comes
+            await self._deliver(None, result.value)
+            return
+        if self._last_emitted is not None and tid <= self._last_emitted:
+            stats.late += 1
+            logger.debug("train %s from %s came after train %s: dropped", tid, slot.spec.name,
+                         self._last_emitted)
+            return
+        pending = self._buffer.setdefault(tid, _Pending(time.monotonic()))
+        pending.parts[slot.spec.name if self.shards is not None else ""] = result.value
+        stats.buffered = len(self._buffer)
+        stats.max_buffered = max(stats.max_buffered, stats.buffered)
+
+    def _next_deadline(self, now: float) -> float:
+        if not self._buffer:
+            return now + 1.0
+        return min(p.first_seen for p in self._buffer.values()) + self.wait
+
+    def _watermark_passed(self, tid: int) -> bool:
+        """No receiver can still deliver a train before ``tid`` (each delivers in order)."""
+        return all(s.idle or (s.last_tid is not None and s.last_tid >= tid) for s in self._slots)
+
+    async def _emit_ready(self, flush: bool) -> None:
+        parts_needed = len(self.shards) if self.shards is not None else 1
+        while self._buffer:
+            now = time.monotonic()
+            tid = min(self._buffer)
+            pending = self._buffer[tid]
+            complete = len(pending.parts) == parts_needed
+            overdue = flush or now - pending.first_seen >= self.wait or \
+                len(self._buffer) > self.max_buffered
+            if pending.failed or (overdue and not complete):
+                del self._buffer[tid]
+                if not pending.failed:
+                    self.stats.incomplete += 1
+                    logger.info("train %s: no result from %s within %s s, skipped", tid,
+                                sorted({s.spec.name for s in self._slots} - set(pending.parts)),
+                                self.wait)
+                continue
+            if not complete or not (overdue or self.shards is not None
+                                    or self._watermark_passed(tid)):
+                break
+            del self._buffer[tid]
+            if self._last_emitted is not None and tid > self._last_emitted + 1:
+                self.stats.skipped += tid - self._last_emitted - 1
+            self._last_emitted = tid
+            if self.shards is None:
+                value = pending.parts[""]
+            else:
+                parts = [pending.parts[s.name] for s in self.shards]
+                try:
+                    value = self.merge(parts) if self.merge else dict(
+                        zip([s.name for s in self.shards], parts))
+                except Exception as exc:
+                    text, exc = detach(exc)
+                    await self._report(OffloadError(tid, funcname(self.merge), exc, text))
+                    continue
+            del pending
+            await self._deliver(tid, value)
+        self.stats.buffered = len(self._buffer)
+
+    async def _deliver(self, tid: int | None, value: Any) -> None:
+        self.stats.emitted += 1
+        try:
+            await asyncio.gather(*self._emit(value))
+        except Exception:
+            logger.exception("downstream of the worker-side source raised on train %s", tid)
+
+    async def _report(self, record: OffloadError) -> None:
+        self.stats.errors += 1
+        logger.warning("%s", record)
+        try:
+            await asyncio.gather(*self.errors._emit(record))
+        except Exception:
+            logger.exception("the errors stream raised on %s", record)
+
