@@ -1,16 +1,72 @@
-"""kb_streams: Karabo bridge trains into streamz graphs, labelled with xarray, offloaded to Dask."""
+"""kb_streams: Karabo bridge trains into streamz graphs, labelled with xarray, offloaded to Dask.
+
+The wire layer (codec, clients, server) is imported eagerly and needs only pyzmq, msgpack and numpy,
+so ``from kb_streams import Client`` stays as light as ``karabo_bridge``. Names that need xarray,
+streamz or Dask are imported on first use.
+
+Examples
+--------
+>>> import kb_streams
+>>> kb_streams.Client                                   # doctest: +ELLIPSIS
+<class 'kb_streams.client.Client'>
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
 
+from .client import AsyncClient, Client
 from .errors import KBStreamsError, ProtocolError
-from .protocol import Message, deserialize, serialize
+from .protocol import Message, decode, deserialize, encode, serialize
+from .server import BridgeServer
+from .stats import StreamStats
+
+# public name -> module that defines it, imported on first attribute access
+_LAZY = {
+    "Train": "train",
+    "SourceNameError": "train",
+    "PropertyNameError": "train",
+    "LayoutError": "layouts",
+    "label_array": "labels",
+    "stack_modules": "labels",
+    "Reduction": "reduce",
+    "RunningStats": "reduce",
+    "RollingMean": "reduce",
+    "Histogram": "reduce",
+    "BinnedStats": "reduce",
+    "PumpProbe": "reduce",
+    "merge_all": "reduce",
+    "from_karabo_bridge": "sources",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'kb_streams' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
+    "AsyncClient",
+    "BridgeServer",
+    "Client",
     "KBStreamsError",
     "Message",
     "ProtocolError",
+    "StreamStats",
+    "decode",
     "deserialize",
+    "encode",
     "serialize",
+    *_LAZY,
 ]

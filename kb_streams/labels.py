@@ -285,7 +285,10 @@ def label_source(
         value = source_data[key]
         if is_metadata_key(key) or value is None or isinstance(value, Mapping):
             continue
-        arr = value if isinstance(value, np.ndarray) else np.asarray(value)
+        try:
+            arr = value if isinstance(value, np.ndarray) else np.asarray(value)
+        except ValueError:  # ragged lists
+            continue
         if arr.dtype.kind == "O":
             continue
         da = label_array(arr, source=source, key=key, source_data=source_data,
@@ -441,10 +444,10 @@ def stack_modules(
         np.result_type(*[da.dtype for da in views.values()])
     fill = _fill_for(fill_value, out_dtype)
     out = np.empty((len(expected),) + ref.shape, dtype=out_dtype)
+    casting = "unsafe" if dtype is not None else "same_kind"
     for i, modno in enumerate(expected):
         if modno in views:
-            np.copyto(out[i], views[modno].data, casting="unsafe" if dtype is not None
-                      else "same_kind")
+            _copy_transposed(out[i], views[modno].data, casting)
         else:
             out[i] = fill
 
@@ -469,6 +472,22 @@ def stack_modules(
     attrs["sources"] = [views[m].attrs["source"] for m in expected if m in views]
     return xr.DataArray(out, dims=("module",) + ref.dims, coords=coords, attrs=attrs,
                         name=f"{prefix}.{key}")
+
+
+_FAR = 4096  # bytes between neighbours on the last axis beyond which a plain copy thrashes
+_BLOCK = 16
+
+
+def _copy_transposed(dst: np.ndarray, src: np.ndarray, casting: str) -> None:
+    """``dst[...] = src`` for a transposed view: in blocks along the last axis when the source's
+    neighbours there are far apart in memory (online XTDF: one fast_scan step is a whole
+    (slow_scan, pulse) plane), which keeps the reads cache-friendly (about 2x faster)."""
+    if src.ndim < 2 or abs(src.strides[-1]) < _FAR:
+        np.copyto(dst, src, casting=casting)
+        return
+    for start in range(0, src.shape[-1], _BLOCK):
+        block = np.s_[..., start:start + _BLOCK]
+        np.copyto(dst[block], src[block], casting=casting)
 
 
 def _fill_for(fill_value: float, dtype: np.dtype) -> Any:

@@ -50,6 +50,7 @@ T = TypeVar("T")
 #: dropped) rather than "the function raised"; such items are re-submitted up to ``retries`` times.
 #: ``KilledWorker`` is not among them: Dask already re-ran that task on several workers.
 LOST = (FutureCancelledError, OSError)
+RESUBMIT_DELAY = 0.5
 
 
 def train_id_of(item: Any) -> int | None:
@@ -466,6 +467,9 @@ class Offload(Stream):
                 elif isinstance(exc, LOST) and not task_raised and attempts <= self.retries:
                     stats.resubmitted += 1
                     logger.info("resubmitting %s after %s: %s", key_prefix, type(exc).__name__, exc)
+                    # give the scheduler a moment to drop a dead worker: a direct scatter to
+                    # it would retry connecting for distributed's whole connect timeout
+                    await asyncio.sleep(RESUBMIT_DELAY * attempts)
                     continue
                 return _Outcome(False, self._error(entry, exc, attempts))
             finally:

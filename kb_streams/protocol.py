@@ -98,7 +98,8 @@ def decode(frames: Sequence[Any]) -> Message:
         For any malformed message, naming the part, source, key and train ID where known. No
         other exception escapes. Pickled data, object dtypes and msgpack extension types are
         refused, never executed; sizes claimed by headers are checked against the bytes received
-        before anything is built from them.
+        before anything is built from them, and msgpack lists and maps are capped at 2**24
+        elements (bulk data belongs in arrays).
 
     Examples
     --------

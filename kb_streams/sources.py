@@ -62,7 +62,9 @@ class SourceStats:
     errors
         Trains for which a node of the graph raised an exception.
     in_flight
-        Trains emitted that have not yet left the graph.
+        Trains emitted that have not yet left the graph: being processed, queued in a
+        ``buffer``, or held (as the data derived from them) by ``sliding_window``,
+        ``partition`` and similar nodes until those emit.
     last_train_id
         Train ID of the last train emitted.
     protocol_version
@@ -147,7 +149,8 @@ class from_karabo_bridge(ForgetValues, Source):
     max_in_flight
         Cap on trains anywhere in the graph at once (in buffers, partitions, Dask), counted from
         emit until the train's last reference leaves the graph. ``None``: no cap beyond
-        the graph's own back-pressure.
+        the graph's own back-pressure. A ``sliding_window(n)`` or ``partition(n)`` holds the
+        references of its ``n`` items, so the cap must be larger than ``n``.
     latest
         Keep only the newest waiting train and drop older ones (counted in ``stats.dropped``).
         Default: ``True`` for ``'SUB'``, ``False`` otherwise.
@@ -439,11 +442,20 @@ class from_karabo_bridge(ForgetValues, Source):
             stats.age_mean = self._age_sum / self._age_count
             stats.age_max = age if not stats.age_max >= age else stats.age_max
 
-    async def _drain(self, timeout: float = 5.0) -> None:
-        """After stop: wait (bounded) for the trains still in the graph."""
+    async def _drain(self, timeout: float = 5.0, quiet: float = 0.5) -> None:
+        """After stop: wait for the trains still in the graph (bounded).
+
+        Gives up once none has left for ``quiet`` seconds: windows and partitions keep the
+        references of the trains they hold until they emit, which may be never.
+        """
         deadline = time.monotonic() + timeout
+        last, since = self._in_flight, time.monotonic()
         while self._in_flight > 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
+            if self._in_flight != last:
+                last, since = self._in_flight, time.monotonic()
+            elif time.monotonic() - since > quiet:
+                break
 
     def _close_client(self) -> None:
         client, self._client = self._client, None

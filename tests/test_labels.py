@@ -14,7 +14,7 @@ from extra_data.tests.mockdata.detectors import AGIPDModule
 from extra_data.tests.mockdata.jungfrau import JUNGFRAUModule
 from karabo_bridge.simulation import data_generator
 
-from kb_streams.labels import label_array, label_source, stack_modules
+from kb_streams.labels import label_array, label_source
 from kb_streams.layouts import LayoutError
 from kb_streams.train import PropertyNameError, SourceNameError, Train
 
@@ -92,6 +92,13 @@ def test_ambiguous_pulse_count_prefers_online_unless_told():
     tuple_form = _label(AGIPD.format(0), "image.data", data,
                         layout=("fast_scan", "slow_scan", "pulse"))
     assert tuple_form.values[1, 2, 3] == arr[3, 2, 1]
+    ds = label_source({**data, "image.gain": arr}, source=AGIPD.format(0),
+                      layout={"image.data": "file"})
+    assert ds["image.data"].attrs["layout"] == "file"
+    assert ds["image.gain"].attrs["layout"] == "online"
+    ds = label_source({**data, "ragged": [[1], [2, 3]]}, source=AGIPD.format(0), layout="p,ss,fs")
+    assert ds["image.data"].attrs["layout"] == "custom" and ds["image.pulseId"].dims == ("pulse",)
+    assert "ragged" not in ds
 
 
 def test_layout_override_errors_are_clear():
@@ -187,6 +194,16 @@ def test_epix_frames_are_2d_views(shape):
     da = _label(EPIX, "data.image", {"data.image": arr})
     _check_view(da, arr, ("slow_scan", "fast_scan"))
     assert da.values[3, 5] == arr.reshape(704, 768)[3, 5]
+
+
+def test_camera_images_are_2d_and_other_camera_keys_are_not():
+    source = "SPB_IRU_SIDEMIC_CAM:daqOutput"
+    data = {"data.image.data": _counting((1024, 1280)), "data.image.binning": np.ones(2),
+            "data.background": np.zeros((4, 4))}
+    image = _label(source, "data.image.data", data)
+    _check_view(image, data["data.image.data"], ("slow_scan", "fast_scan"))
+    assert _label(source, "data.background", data).dims == ("dim_0", "dim_1")
+    assert _label(source, "data.image.binning", data).dims == ("dim_0",)
 
 
 # --- non-detector data -------------------------------------------------------------------

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import gc
+import time
 import weakref
 
 import numpy as np
+import pytest
 from streamz import Stream
 
 from kb_streams.nodes import ForgetValues, forget_values, graph_nodes
@@ -66,3 +68,54 @@ def test_forgetful_nodes_keep_their_class_behaviour():
     assert pairs == [(0, 1), (1, 2)]
     assert isinstance(window, ForgetValues)
     assert type(window).__name__ == "sliding_window"
+
+
+SRC = "SPB_DET_AGIPD1M-1/DET/0CH0:xtdf"
+
+
+def serve_big_trains(endpoint: str, n: int, nbytes: int = BIG * 8):
+    """A reference bridge server with ``n`` trains of ``nbytes`` each, ready to serve."""
+    from karabo_bridge import ServerInThread
+
+    server = ServerInThread(endpoint, sock="REP", maxlen=n)
+    server.start()
+    for tid in range(n):
+        server.feed({SRC: {"image.data": np.full(nbytes // 4, tid, dtype=np.float32)}},
+                    {SRC: {"timestamp.tid": 1000 + tid}})
+    return server
+
+
+@pytest.mark.parametrize("forget", [True, False])
+def test_bridge_graph_keeps_no_train_once_drained(tcp_endpoint, forget):
+    """Four maps over 20 MB trains from a real socket: after the run no train array is alive."""
+    from kb_streams.sources import from_karabo_bridge
+
+    source = Stream.from_karabo_bridge(tcp_endpoint, timeout=2, forget=forget)
+    assert isinstance(source, from_karabo_bridge)
+    refs: list[weakref.ref] = []
+
+    def remember(train):
+        array = train[SRC, "image.data"].ndarray()  # a view on the received message
+        refs.append(weakref.ref(array))
+        return array
+
+    out = []
+    source.map(remember).map(lambda a: a[::2]).map(lambda a: a[:10]).map(
+        lambda a: float(a[0])).sink(out.append)
+    server = serve_big_trains(tcp_endpoint, 4)
+    try:
+        source.start()
+        deadline = time.monotonic() + 10
+        while len(out) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        source.stop()
+        assert source.join(5)
+    finally:
+        server.stop()
+    gc.collect()
+    assert out == [0.0, 1.0, 2.0, 3.0]
+    alive = [r() is not None for r in refs]
+    if forget:
+        assert alive == [False] * 4
+    else:  # the premise: without forget_values the last train stays pinned by the nodes
+        assert alive[-1]

@@ -135,10 +135,29 @@ def test_xtdf_headers_and_combined_keys() -> None:
     assert module[f"{AGIPD}/DET/3CH0:xtdf"]["image.cellId"].tolist() == list(range(5))
 
 
+@pytest.mark.parametrize(("name", "layout", "raw", "dropped"), [
+    ("AGIPD-modules", "online", False, {"image.gain"}),
+    ("LPD", "file", False, {"image.gain", "image.mask"}),
+    ("JUNGFRAU", "online", False, {"data.gain", "data.mask"}),
+    ("AGIPD-modules", "online", True, set()),
+    ("JUNGFRAU", "file", True, set()),
+])
+def test_gain_false_drops_corrected_gain_and_mask(name: str, layout: str, raw: bool,
+                                                  dropped: set[str]) -> None:
+    options = dict(pulses=2, pool_size=1, extras=(), layout=layout, raw=raw)
+    full, lean = simulate(name, **options), simulate(name, gain=False, **options)
+    full_data, lean_data = next(full)[0], next(lean)[0]
+    for source in full_data:
+        assert set(full_data[source]) - set(lean_data[source]) == dropped
+    assert lean.train_nbytes() < full.train_nbytes() if dropped else (
+        lean.train_nbytes() == full.train_nbytes())
+
+
 def test_names_extras_and_options() -> None:
     sim = simulate("lpd_modules", pulses=1, pool_size=1, extras="xgm",
                    names={"xgm": "SPB_XTD9_XGM/XGM/DOOCS"})
     assert sim.detector == "LPD-modules"
+    assert "agipd_MODULES" in DETECTORS and DETECTORS["camera"] == DETECTORS["CAMERA"]
     assert "SPB_XTD9_XGM/XGM/DOOCS:output" in sim.sources
     assert not any("MOTOR" in s or "PPODL" in s for s in sim.sources)
     assert len(simulate("JUNGFRAU", modules=4, pulses=1, extras=()).sources) == 4

@@ -1,4 +1,4 @@
-"""kb_streams.train: train ID, timestamps, look-ups, select, views on what a bridge client returns."""
+"""kb_streams.train: train ID, timestamps, look-ups, select, views on what a client returns."""
 
 from __future__ import annotations
 

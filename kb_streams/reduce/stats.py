@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -22,6 +23,13 @@ def _axes(dims: tuple[str, ...], dim: str | Sequence[str] | None) -> tuple[int, 
     if missing:
         raise ValueError(f"cannot reduce over {missing}: the input has dims {dims}")
     return tuple(dims.index(d) for d in names)
+
+
+def _nanmean(values: np.ndarray, **kwargs: Any) -> np.ndarray:
+    """:func:`numpy.nanmean` giving NaN for all-NaN slices without a warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(values, **kwargs)
 
 
 def _dims_tuple(dim: str | Sequence[str] | None) -> tuple[str, ...] | None:
@@ -200,10 +208,9 @@ class RollingMean(Reduction):
         arr, dims = as_array(x, self._in_dims)
         axes = _axes(dims, self.dim)
         keep = tuple(d for i, d in enumerate(dims) if i not in axes)
-        mean = np.nanmean if self.skipna else np.mean
-        with np.errstate(invalid="ignore"):
-            value = np.array(mean(arr, axis=axes, dtype=np.float64) if axes else arr,
-                             dtype=np.float64, copy=True)
+        mean = _nanmean if self.skipna else np.mean
+        value = np.array(mean(arr, axis=axes, dtype=np.float64) if axes else arr,
+                         dtype=np.float64, copy=True)
         if self.template is None:
             self.template, self._in_dims = Template.from_input(x, keep, value.shape), dims
         else:
@@ -223,8 +230,7 @@ class RollingMean(Reduction):
         """Mean of the items in the window, with ``n_items`` and the window's train IDs."""
         template = self._require_data()
         stack = np.stack([value for _, value in self.items])
-        with np.errstate(invalid="ignore"):
-            values = np.nanmean(stack, axis=0) if self.skipna else stack.mean(axis=0)
+        values = _nanmean(stack, axis=0) if self.skipna else stack.mean(axis=0)
         tids = [tid for tid, _ in self.items if tid is not None]
         attrs = {**self._result_attrs(), "window": self.window, "n_items": len(self.items)}
         if tids:

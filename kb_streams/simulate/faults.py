@@ -4,21 +4,21 @@ Given as a dict, a ``'name=value,name=value'`` string, or a list of such strings
 repeated ``--fault``). Train counts are train-ID offsets from the first train ID, so
 ``skip_every=10`` leaves out train IDs ``first+9, first+19, ...``.
 
-==================  ===========================================================================
-fault               effect
-==================  ===========================================================================
-``skip_every=N``    every Nth train ID (N >= 2) is never sent (a gap in train IDs)
-``missing_module``  module number(s) (``3`` or ``3+7``; AGIPD/LPD count from 0, JUNGFRAU
-                    from 1) whose source is left out; combined sources send the module filled
-                    with NaN (0 when raw) and ``modulesPresent`` False instead
-``missing_every=N`` with ``missing_module`` and per-module sources: leave the module(s) out of
-                    every Nth train only (default: every train)
-``shuffle_every=N`` every Nth train is an encoded protocol 2.2 message with its
-                    (header, payload) pairs in shuffled order; it still decodes to the same
-                    train with a decoder that accepts any part order
-``corrupt_every=N`` every Nth train is an encoded message that cannot be decoded; the kinds
-                    cycle through :data:`CORRUPTIONS`
-==================  ===========================================================================
+=====================  =======================================================================
+fault                  effect
+=====================  =======================================================================
+``skip_every=N``       every Nth train ID (N >= 2) is never sent (a gap in train IDs)
+``missing_module=M``   module number(s) ``M`` (``3`` or ``3+7``; AGIPD/LPD count from 0,
+                       JUNGFRAU from 1) whose source is left out; combined sources send the
+                       module filled with NaN (0 when raw) and ``modulesPresent`` False
+``missing_every=N``    with ``missing_module`` and per-module sources: leave the module(s) out
+                       of every Nth train only (default: every train)
+``shuffle_every=N``    every Nth train is an encoded protocol 2.2 message with its
+                       (header, payload) pairs in shuffled order; it still decodes to the same
+                       train with a decoder that accepts any part order
+``corrupt_every=N``    every Nth train is an encoded message that cannot be decoded; the kinds
+                       cycle through :data:`CORRUPTIONS`
+=====================  =======================================================================
 
 A train hit by several faults: skipping wins over corruption, corruption over shuffling.
 """

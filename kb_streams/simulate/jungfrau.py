@@ -1,18 +1,20 @@
 """JUNGFRAU: one source per module (numbered from 1), burst mode with ``C`` memory cells.
 
-=================  =====================================  ======================================
-key                ``layout='online'``                    ``layout='file'``
-=================  =====================================  ======================================
-source (raw)       ``{D}/DET/JNGFR{nn}:daqOutput``        ``{D}/DET/JNGFR{nn}:daqOutput``
-source (corr.)     ``{D}/CORR/JNGFR{nn}:output``          ``{D}/CORR/JNGFR{nn}:daqOutput``
-``data.adc``       (512, 1024, C); float32 corrected,     (C, 512, 1024)
-                   uint16 raw
-``data.gain``      uint8, like ``data.adc``               uint8, like ``data.adc``
-``data.mask``      uint32, like ``data.adc`` (corrected)  uint32 (corrected)
-``data.memoryCell`` (C,) uint8; ``data.frameNumber``, ``data.trainId`` (C,) uint64
-=================  =====================================  ======================================
+Sources (``D`` is ``FXE_XAD_JF1M``, ``nn`` the module number ``01``, ``02``, ...):
 
-``D`` is ``FXE_XAD_JF1M``; file-layout sources repeat their metadata under ``'metadata'``.
+* raw: ``{D}/DET/JNGFR{nn}:daqOutput``;
+* corrected: ``{D}/CORR/JNGFR{nn}:output`` online, ``{D}/CORR/JNGFR{nn}:daqOutput`` in the
+  file layout.
+
+Keys:
+
+* ``data.adc``: float32 corrected, uint16 raw; (512, 1024, C) online, (C, 512, 1024) in the
+  file layout;
+* ``data.gain`` (uint8) and, corrected only, ``data.mask`` (uint32), shaped like ``data.adc``;
+  with ``gain=False`` corrected data have neither;
+* ``data.memoryCell`` (C,) uint8, ``data.frameNumber`` and ``data.trainId`` (C,) uint64;
+* file layout: ``metadata`` repeats the source's metadata, as extra-data's streamer does.
+
 Layouts per protocol.md §5.1/§5.3 and EXtra-foam's JUNGFRAU assembler.
 """
 
@@ -40,7 +42,7 @@ class Jungfrau(Component):
     pooled_keys = ("data.adc",)
 
     def __init__(self, *, n_modules: int, raw: bool, layout: str, pulses: int, scene: Scene,
-                 scan: Scan, rng: np.random.Generator) -> None:
+                 scan: Scan, rng: np.random.Generator, gain: bool = True) -> None:
         self.n_modules = n_modules
         self.raw = raw
         self.layout = layout
@@ -48,6 +50,7 @@ class Jungfrau(Component):
         self.scene = scene
         self.scan = scan
         self.rng = rng
+        self.gain = gain or raw
         if raw:
             pattern = f"{JUNGFRAU_DOMAIN}/DET/JNGFR{{:02d}}:daqOutput"
         else:
@@ -71,11 +74,10 @@ class Jungfrau(Component):
 
     def schema(self) -> dict[str, dict[str, Field]]:
         shape, cells = self._image_shape(), (self.pulses,)
-        keys: dict[str, Field] = {
-            "data.adc": ("uint16" if self.raw else "float32", shape),
-            "data.gain": ("uint8", shape),
-        }
-        if not self.raw:
+        keys: dict[str, Field] = {"data.adc": ("uint16" if self.raw else "float32", shape)}
+        if self.gain:
+            keys["data.gain"] = ("uint8", shape)
+        if self.gain and not self.raw:
             keys["data.mask"] = ("uint32", shape)
         keys.update({"data.memoryCell": ("uint8", cells), "data.frameNumber": ("uint64", cells),
                      "data.trainId": ("uint64", cells)})
@@ -111,9 +113,10 @@ class Jungfrau(Component):
                        self.scan.amp_ring2[k], noise, offset)
                 frozen(pool[k][index])
         self._pool = pool
-        shared = {"data.gain": np.zeros(self._image_shape(), np.uint8),
-                  "data.memoryCell": np.arange(self.pulses, dtype=np.uint8)}
-        if not self.raw:
+        shared = {"data.memoryCell": np.arange(self.pulses, dtype=np.uint8)}
+        if self.gain:
+            shared["data.gain"] = np.zeros(self._image_shape(), np.uint8)
+        if self.gain and not self.raw:
             shared["data.mask"] = np.zeros(self._image_shape(), np.uint32)
         self._shared = {key: frozen(value) for key, value in shared.items()}
 

@@ -15,7 +15,8 @@ all modules            ``{D}/CAL/APPEND_CORRECTED``     ``{D}/DET/APPEND``
                                                         (data, gain), 1 for LPD
 ``image.gain``         like ``image.data``: uint8       corrected only: uint8, like
                        corrected, uint16 raw AGIPD      ``image.data`` (+ ``image.mask``
-                       (raw LPD has none)               uint32)
+                       (raw LPD has none)               uint32); with ``gain=False``
+                       corrected data leave it out      corrected data leave both out
 ``image.cellId`` ...   (P,) uint16 / pulseId, trainId   (P,) corrected, (P, 1) raw;
                        uint64                           + ``image.length``/``.status`` (P, 1)
 =====================  ==============================  =================================
@@ -56,7 +57,7 @@ class XtdfDetector(Component):
         ``'AGIPD'`` or ``'LPD'``.
     combined
         One source with all modules instead of one source per module.
-    raw, layout, pulses
+    raw, layout, pulses, gain
         As for :func:`kb_streams.simulate.simulate`.
     scene, scan
         The ground truth and the per-step amplitudes.
@@ -71,7 +72,7 @@ class XtdfDetector(Component):
 
     def __init__(self, detector: str, *, combined: bool, raw: bool, layout: str, pulses: int,
                  scene: Scene, scan: Scan, rng: np.random.Generator,
-                 filled_modules: frozenset[int] = frozenset()) -> None:
+                 filled_modules: frozenset[int] = frozenset(), gain: bool = True) -> None:
         self.detector = detector
         self.combined = combined
         self.raw = raw
@@ -81,6 +82,7 @@ class XtdfDetector(Component):
         self.scan = scan
         self.rng = rng
         self.filled_modules = filled_modules
+        self.gain = gain
         self.name = detector if combined else f"{detector}-modules"
         self.domain = XTDF_DOMAIN[detector]
         self.module_shape = MODULE_SHAPE[detector]
@@ -135,6 +137,8 @@ class XtdfDetector(Component):
         """dtype and shape of a separate ``image.gain`` array, if this variant has one."""
         if self.raw and (self.layout == "file" or self.detector == "LPD"):
             return None
+        if not (self.raw or self.gain):
+            return None
         return np.dtype(np.uint16 if self.raw else np.uint8), self._image_shape()
 
     def _id_shape(self) -> tuple[int, ...]:
@@ -145,7 +149,7 @@ class XtdfDetector(Component):
         gain = self._gain_key()
         if gain is not None:
             keys["image.gain"] = (str(gain[0]), gain[1])
-        if self.layout == "file" and not self.raw:
+        if self.layout == "file" and not self.raw and self.gain:
             keys["image.mask"] = ("uint32", self._image_shape())
         ids = self._id_shape()
         keys.update({"image.cellId": ("uint16", ids), "image.pulseId": ("uint64", ids),
@@ -235,7 +239,7 @@ class XtdfDetector(Component):
             shared["image.status"] = np.zeros((p, 1), np.uint16)
             shared["header.magicNumberBegin"] = np.frombuffer(b"XTDF\0\0\0\0", np.int8).copy()
             shared["trailer.magicNumberEnd"] = np.frombuffer(b"XTDF\0\0\0\0", np.int8).copy()
-            if not self.raw:
+            if not self.raw and self.gain:
                 shared["image.mask"] = np.zeros(self._image_shape(), np.uint32)
         self._shared = {key: frozen(value) for key, value in shared.items()}
 

@@ -1,0 +1,202 @@
+"""Receiving on the workers, on a real process cluster fed by real bridge servers (loopback)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from distributed import get_worker
+from streamz import Stream
+from test_cluster import ProcessCluster, cluster, dask_processes  # noqa: F401
+
+from kb_streams.reduce import RunningStats, merge_all
+from kb_streams.server import BridgeServer
+from kb_streams.worker_receive import (
+    Shard,
+    from_karabo_bridge_on_workers,
+    module_shards,
+)
+
+FIRST = 10_000
+MODULE = "SPB_DET_AGIPD1M-1/DET/{}CH0:xtdf"
+
+
+def module_data(tid: int, module: int) -> np.ndarray:
+    """(fs, ss, pulse) like the online pipeline, reproducible per train and module."""
+    return np.random.default_rng([tid, module]).random((16, 8, 2), dtype=np.float32)
+
+
+def trains(n: int, modules=range(4), first: int = FIRST) -> Iterator[tuple[dict, dict]]:
+    for tid in range(first, first + n):
+        data = {MODULE.format(m): {"image.data": module_data(tid, m)} for m in modules}
+        yield data, {src: {"timestamp.tid": tid} for src in data}
+
+
+def module_sums(train, fail_on: int | None = None, delay: float = 0.0) -> tuple:
+    """Worker side: per-module sums of one train (a small result)."""
+    if train.train_id == fail_on:
+        raise ValueError(f"bad train {train.train_id}")
+    time.sleep(delay)
+    sums = {src: float(train[src, "image.data"].ndarray().sum(dtype=np.float64))
+            for src in train.sources}
+    return train.train_id, get_worker().name, sums
+
+
+def expected_sums(tid: int, modules=range(4)) -> dict:
+    return {MODULE.format(m): float(module_data(tid, m).sum(dtype=np.float64)) for m in modules}
+
+
+def train_stats(train) -> tuple[str, RunningStats]:
+    """Worker side: this train's partial per-pixel statistics (and where they were made)."""
+    stack = np.stack([train[src, "image.data"].ndarray() for src in train.sources])
+    return get_worker().name, RunningStats().update(stack)
+
+
+def count_receivers() -> int:
+    from kb_streams import worker_receive
+
+    return len(worker_receive._receivers)
+
+
+def wait_until(condition, timeout: float = 60, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def stop(source: from_karabo_bridge_on_workers) -> None:
+    source.stop()
+    assert source.finished.wait(20), "the source did not stop"
+
+
+@pytest.mark.parametrize(("server_sock", "sock", "n_trains", "rate"),
+                         [("REP", "REQ", 30, None), ("PUSH", "PULL", 16, 25)])
+def test_trains_reduced_on_workers_in_order(cluster: ProcessCluster, server_sock: str, sock: str,
+                                            n_trains: int, rate: float | None) -> None:
+    """REQ on REP and PULL on PUSH: the bridge hands different trains to the two workers."""
+    client = cluster.client
+    client.run(__import__, __name__)  # so that both workers connect at about the same time
+    fail_on = FIRST + 7
+    with BridgeServer(sock=server_sock) as server:
+        # PUSH sends to whichever receivers are connected, so pace it a little
+        server.start(trains(n_trains), rate=rate)
+        source = Stream.from_karabo_bridge_on_workers(
+            server.endpoint, module_sums, client, sock=sock, timeout=0.5, wait=5,
+            kwargs={"fail_on": fail_on, "delay": 0.01})
+        results, errors = source.sink_to_list(), source.errors.sink_to_list()
+        source.start()
+        try:
+            wait_until(lambda: len(results) + len(errors) >= n_trains, what="all trains")
+        finally:
+            stop(source)
+    tids = [tid for tid, _, _ in results]
+    assert tids == [FIRST + i for i in range(n_trains) if FIRST + i != fail_on]
+    assert all(sums == expected_sums(tid) for tid, _, sums in results)
+    assert {worker for _, worker, _ in results} == set(cluster.workers)  # both received trains
+    (error,) = errors
+    assert error.train_id == fail_on and isinstance(error.exception, ValueError)
+    assert error.receiver in ("r0", "r1") and "bad train" in error.traceback
+    stats = source.stats
+    assert (stats.emitted, stats.errors, stats.late, stats.incomplete) == (n_trains - 1, 1, 0, 0)
+    assert stats.skipped == 1  # the failed train
+    # only the small results crossed into this process
+    assert stats.bytes_received >= n_trains * 4 * 16 * 8 * 2 * 4
+    assert stats.bytes_results < stats.bytes_received / 4
+    # the workers' bridge clients were closed on stop
+    assert set(client.run(count_receivers).values()) == {0}
+
+
+def test_killed_worker_mid_stream(cluster: ProcessCluster) -> None:
+    """SIGKILL a receiving worker: the other goes on, order holds, at most its trains are lost."""
+    n_trains = 40
+    with BridgeServer(sock="REP") as server:
+        server.start(trains(n_trains))
+        source = Stream.from_karabo_bridge_on_workers(
+            server.endpoint, module_sums, cluster.client, n=2, timeout=0.5, wait=2,
+            kwargs={"delay": 0.08})
+        results, errors = source.sink_to_list(), source.errors.sink_to_list()
+        source.start()
+        try:
+            wait_until(lambda: len(results) >= 6, what="the first results")
+            victim = results[-1][1]
+            cluster.kill(victim)
+            wait_until(lambda: server.stats.trains == n_trains, what="all trains sent")
+            idle = source.stats.idle
+            # both receivers found the bridge empty: everything received has come back
+            wait_until(lambda: source.stats.idle >= idle + 2 and source.stats.buffered == 0,
+                       what="the receivers to drain")
+        finally:
+            stop(source)
+    tids = [tid for tid, _, _ in results]
+    assert tids == sorted(set(tids))
+    assert n_trains - 8 <= len(tids) <= n_trains  # lost: at most the dead worker's trains
+    assert all(worker != victim for _, worker, _ in results[7:])
+    assert source.stats.reassigned >= 1
+    assert errors == []
+
+
+def test_sharded_modules_merged_per_train(cluster: ProcessCluster) -> None:
+    """Two receivers, each with its own bridge and modules; partial results merged per train."""
+    n_trains = 10
+    with BridgeServer(sock="REP") as first, BridgeServer(sock="REP") as second:
+        first.start(trains(n_trains, modules=[0, 1]))
+        second.start(trains(n_trains, modules=range(4)))  # this one keeps modules 2 and 3
+        shards = [Shard(first.endpoint, name="Q1"),
+                  Shard(second.endpoint, select=[MODULE.format(2), MODULE.format(3)], name="Q2")]
+
+        def merge(parts: list) -> tuple:
+            (tid, _, sums_a), (tid_b, _, sums_b) = parts
+            assert tid == tid_b
+            return tid, {**sums_a, **sums_b}
+
+        source = Stream.from_karabo_bridge_on_workers(shards, module_sums, cluster.client,
+                                                      merge=merge, timeout=0.5, wait=5)
+        results = source.sink_to_list()
+        source.start()
+        try:
+            wait_until(lambda: len(results) >= n_trains, what="all merged trains")
+        finally:
+            stop(source)
+    assert [tid for tid, _ in results] == list(range(FIRST, FIRST + n_trains))
+    assert all(sums == expected_sums(tid) for tid, sums in results)
+    assert source.stats.incomplete == 0 and source.stats.received == 2 * n_trains
+
+
+def test_distributed_mean_equals_single_process(cluster: ProcessCluster) -> None:
+    """Per-pixel mean over trains: partial reductions from two workers, merged in the graph,
+    equal one pass over all trains in one process."""
+    n_trains = 16
+    with BridgeServer(sock="REP") as server:
+        server.start(trains(n_trains))
+        source = Stream.from_karabo_bridge_on_workers(server.endpoint, train_stats,
+                                                      cluster.client, timeout=0.5, wait=5)
+        partials = source.sink_to_list()
+        source.start()
+        try:
+            wait_until(lambda: len(partials) >= n_trains, what="all partial results")
+        finally:
+            stop(source)
+    assert len({worker for worker, _ in partials}) == 2
+    merged = merge_all(stats for _, stats in partials)
+    single = RunningStats()
+    for tid in range(FIRST, FIRST + n_trains):
+        single.update(np.stack([module_data(tid, m) for m in range(4)]))
+    got, want = merged.result(), single.result()
+    assert float(got["count"]) == float(want["count"]) == n_trains
+    np.testing.assert_allclose(got["mean"], want["mean"], rtol=1e-6)
+    np.testing.assert_allclose(got["std"], want["std"], rtol=1e-5)
+
+
+def test_options() -> None:
+    with pytest.raises(ValueError, match="every receiver gets every train"):
+        from_karabo_bridge_on_workers("tcp://127.0.0.1:1", abs, client=object(), sock="SUB", n=2)
+    with pytest.raises(ValueError, match="shard names must differ"):
+        from_karabo_bridge_on_workers([Shard("a", name="x"), Shard("b", name="x")], abs,
+                                      client=object())
+    shards = module_shards("tcp://127.0.0.1:1", 3, modules=16)
+    assert [len(s.select) for s in shards] == [6, 5, 5]
+    assert shards[0].select[0] == "*/DET/0CH0:*" and shards[0].sock == "SUB"
