@@ -7,16 +7,17 @@
 * With no address (or ``'local'``) it starts a :class:`distributed.LocalCluster` of worker
   *processes* (no shared GIL with the graph) bound to 127.0.0.1, dashboard off unless asked for,
   and owned by the client: ``client.close()`` also stops the cluster.
-* Sync or async: ``connect()`` from a plain script gives a client running its own event-loop thread;
-  ``await connect(asynchronous=True)`` (or ``async with``) inside ``asyncio.run(...)`` gives a client
-  on the running loop.
+* Sync or async: ``connect()`` from a plain script gives a client running its own event-loop
+  thread; ``await connect(asynchronous=True)`` (or ``async with``) inside ``asyncio.run(...)``
+  gives a client on the running loop.
 
 Start order: create the client first, then build the graph. kb_streams' Dask nodes
-(:class:`kb_streams.offload.offload`, :func:`kb_streams.worker_receive.from_karabo_bridge_on_workers`)
-take the client explicitly and hand their work to the client's loop themselves, so they neither hang
-when the graph runs on another loop nor follow a later client that becomes the Dask default. Stock
-streamz Dask nodes (``scatter``/``gather``) do follow ``default_client()``; keep ``set_as_default``
-at its default if you mix them in.
+(:class:`kb_streams.offload.Offload` and
+:class:`kb_streams.worker_receive.from_karabo_bridge_on_workers`) take the client explicitly and
+hand their work to the client's loop themselves, so they neither hang when the graph runs on
+another loop nor follow a later client that becomes the Dask default. Stock streamz Dask nodes
+(``scatter``/``gather``) do follow ``default_client()``; keep ``set_as_default`` at its default
+if you mix them in.
 
 Worker processes are started with the ``spawn`` method: a script that calls ``connect()`` needs the
 ``if __name__ == "__main__":`` guard.
@@ -55,8 +56,9 @@ def connect(
         client (closed with it). A string such as ``'tcp://10.0.0.5:8786'``: connect to a running
         scheduler. A :class:`distributed.Client`: returned unchanged.
     n_workers, threads_per_worker, processes
-        Shape of a local cluster (ignored otherwise). ``processes=False`` runs the workers as threads
-        of this process: zero-copy but sharing the GIL with the graph; only for prototyping.
+        Shape of a local cluster (ignored otherwise). ``processes=False`` runs the workers as
+        threads of this process: zero-copy but sharing the GIL with the graph; only for
+        prototyping.
     asynchronous
         ``True`` inside a running event loop: the client is then awaitable, use
         ``client = await connect(..., asynchronous=True)`` or ``async with``.

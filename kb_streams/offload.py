@@ -216,8 +216,9 @@ class Offload(Stream):
         Seconds an item may take from submission to result; then it is cancelled and reported as a
         ``TimeoutError`` record. ``None``: no limit (a cluster without workers then waits).
     scatter
-        ``'auto'``: items of at least ``scatter_threshold`` bytes are scattered straight to a worker,
-        smaller ones travel inside the task message. ``True``/``False``: always/never scatter.
+        ``'auto'``: items of at least ``scatter_threshold`` bytes are scattered straight to a
+        worker, smaller ones travel inside the task message. ``True``/``False``: always/never
+        scatter.
     scatter_threshold
         Byte size from which ``scatter='auto'`` scatters.
     submit_kwargs
@@ -426,7 +427,8 @@ class Offload(Stream):
         try:
             await asyncio.gather(*target._emit(value, metadata=metadata))
         except Exception:
-            where = f"train {entry.train_id}" if entry.train_id is not None else f"item {entry.index}"
+            where = (f"train {entry.train_id}" if entry.train_id is not None
+                     else f"item {entry.index}")
             logger.exception("downstream of offload(%s) raised on %s", self._func_name, where)
 
     async def _on_client(self, func: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
@@ -454,9 +456,9 @@ class Offload(Stream):
                 else:
                     arg = x
                     stats.bytes_in_tasks += nbytes
-                future = client.submit(self.func, arg, *self.args, key=f"{key_prefix}-{uuid.uuid4().hex}",
-                                       pure=False, retries=self.retries, **self.submit_kwargs,
-                                       **self.kwargs)
+                future = client.submit(self.func, arg, *self.args,
+                                       key=f"{key_prefix}-{uuid.uuid4().hex}", pure=False,
+                                       retries=self.retries, **self.submit_kwargs, **self.kwargs)
                 result = await _gather(client, future, self.timeout)
                 stats.bytes_results += nbytes_of(result)
                 return _Outcome(True, result)

@@ -16,7 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import zmq
@@ -33,6 +33,7 @@ PROTOCOL_VERSIONS = ("2.2", "1.0")
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:0"
 
 _POLL_MS = 20  # every wait wakes this often to notice stop(): stopping takes at most ~this long
+_REP_SNDHWM = 64  # replies a REP socket may queue: bounded by the requests outstanding
 _RATE_WINDOW = 2.0  # seconds of history behind ServerStats.rate
 _STOP = object()
 
@@ -68,8 +69,10 @@ class ServerStats:
     bad_requests: int = 0
     skipped: int = 0
     last_train_id: int | None = None
-    _history: deque = field(default_factory=lambda: deque(maxlen=1024), repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:  # not fields: asdict() and copies see counters only
+        self._history: deque[tuple[float, int]] = deque(maxlen=1024)  # (time, bytes so far)
+        self._lock = threading.Lock()
 
     def record(self, nbytes: int, train_id: int | None = None, now: float | None = None) -> None:
         """Count one sent train of *nbytes* bytes."""
@@ -172,7 +175,9 @@ class BridgeServer:
     protocol_version
         ``'2.2'`` (default) or ``'1.0'``, used to encode ``(data, meta)`` items.
     hwm
-        Send and receive high-water mark in messages (1, as the reference server uses).
+        Send and receive high-water mark in messages (1, as the reference server uses). A REP
+        socket's send HWM is at least 64: it holds only replies readers asked for, and at 1 it
+        would drop replies to a reader with several requests out (prefetch).
     maxlen
         Capacity of the :meth:`feed` queue.
     dummy_timestamps
@@ -234,6 +239,11 @@ class BridgeServer:
         try:
             self._socket.linger = 0
             self._socket.set_hwm(hwm)
+            if sock_name == "REP":
+                # REP answers only requests, so its send queue never holds more than the readers
+                # have asked for; but at HWM 1 it silently drops a reply to a reader that asked
+                # for more than one train at a time (a DEALER, or our Client with prefetch).
+                self._socket.sndhwm = max(hwm, _REP_SNDHWM)
             self._socket.bind(_normalise_endpoint(endpoint))
         except zmq.ZMQError as exc:
             self._release()
@@ -620,7 +630,7 @@ class BridgeServer:
         linger
             Seconds to keep trying to deliver trains already handed to ZeroMQ (``None``: until
             delivered). Use a little linger after a finite ``serve`` with PUSH or REP, so the last
-            train reaches its reader.
+            train reaches its reader. Trains still in the :meth:`feed` queue are dropped.
         """
         self._stopping.set()
         with self._state:

@@ -434,12 +434,16 @@ class from_karabo_bridge_on_workers(Source):
         self._futures: set = set()  # Dask futures in flight (touched on the client's loop only)
         self._buffer: dict[int, _Pending] = {}
         self._last_emitted: int | None = None
+        self._warned_size = False
         if start:
             self.start()
 
     # -- streamz interface -------------------------------------------------------------------
     def start(self) -> None:
+        """Start receiving (does nothing while running). Thread-safe."""
         if self.stopped:
+            if not self.finished.is_set():
+                raise RuntimeError("the source is still stopping: wait for source.finished")
             self.finished.clear()
         super().start()
 
@@ -609,7 +613,12 @@ class from_karabo_bridge_on_workers(Source):
             return
         stats.received += 1
         stats.bytes_received += result.nbytes
-        stats.bytes_results += nbytes_of(result.value)
+        nbytes = nbytes_of(result.value)
+        stats.bytes_results += nbytes
+        if nbytes > max(1e6, 0.05 * result.nbytes) and not self._warned_size:
+            self._warned_size = True
+            logger.warning("%s returns %.1f MB per train (the train is %.1f MB): reduce more on "
+                           "the workers", self._func_name, nbytes / 1e6, result.nbytes / 1e6)
         tid = result.train_id
         if tid is None:  # cannot be ordered: pass it on as it comes
             await self._deliver(None, result.value)
@@ -663,7 +672,7 @@ class from_karabo_bridge_on_workers(Source):
                 parts = [pending.parts[s.name] for s in self.shards]
                 try:
                     value = self.merge(parts) if self.merge else dict(
-                        zip([s.name for s in self.shards], parts))
+                        zip([s.name for s in self.shards], parts, strict=True))
                 except Exception as exc:
                     text, exc = detach(exc)
                     await self._report(OffloadError(tid, funcname(self.merge), exc, text))

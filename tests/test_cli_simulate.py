@@ -1,4 +1,4 @@
-"""``kb-streams simulate``: the installed command in a subprocess, read by our and the reference tools."""
+"""``kb-streams simulate``: the installed command, read by our tools and the reference's."""
 
 from __future__ import annotations
 
@@ -138,10 +138,10 @@ def test_describe_prints_what_would_be_sent():
 
 
 @pytest.mark.parametrize("args, code, message", [
-    (["--detector", "VELOCIRAPTOR"], 2, "invalid choice: 'VELOCIRAPTOR'"),
+    (["--detector", "VELOCIRAPTOR"], 2, "unknown detector 'VELOCIRAPTOR'; choose from AGIPD"),
     (["--endpoint", "foo"], 2, "cannot bind foo"),
     (["--fault", "explode=1"], 2, "unknown fault"),
-    (["--extras", "xgm,laser"], 2, "unknown extra source(s) laser"),
+    (["--extras", "xgm,laser"], 2, "unknown extra(s) 'laser'"),
     (["--rate", "-1"], 2, "must be >= 0"),
 ])
 def test_usage_errors(args, code, message):

@@ -50,6 +50,10 @@ def assert_same(actual, expected, path="") -> None:
         assert isinstance(actual, np.ndarray), path
         assert actual.dtype == expected.dtype and actual.shape == expected.shape, path
         np.testing.assert_array_equal(actual, expected, err_msg=path)
+    elif isinstance(expected, (tuple, list)):
+        assert type(actual) is type(expected) and len(actual) == len(expected), path
+        for i, (a, e) in enumerate(zip(actual, expected)):
+            assert_same(a, e, f"{path}[{i}]")
     elif isinstance(expected, dict):
         assert isinstance(actual, dict) and actual.keys() == expected.keys(), path
         for key in expected:
@@ -137,7 +141,7 @@ class RawServer:
                 self.died.set()
                 if self.rebind is None:
                     return
-                sock, script = self._bind("REP"), self.rebind
+                sock, script, i = self._bind("REP"), self.rebind, 0
                 continue
             sock.send_multipart(reply)
         sock.close()
@@ -347,6 +351,7 @@ def test_req_recovers_from_dropped_connection_before_the_timeout(tcp_endpoint):
             assert time.monotonic() - start < WAIT / 2
             assert server.died.is_set()
             assert meta[DET]["timestamp.tid"] == 700
+            assert len(server.requests) == 2  # the lost request, and one to the new server
             assert client.stats.timeouts == 0 and client.stats.reconnects == 1
 
 
@@ -458,13 +463,15 @@ def test_async_timeout_recovery_and_context(tcp_endpoint):
 
     async def main():
         client = AsyncClient(tcp_endpoint, timeout=0.3, context=ctx)
-        with RawServer(tcp_endpoint, script=lambda i: None) as dying:
-            with pytest.raises(TimeoutError, match="No data received from"):
-                await client.next()
-            assert dying.died.wait(WAIT)
-        with RawServer(tcp_endpoint, script=lambda i: frames_of(900 + i)):
-            data, meta = await client.next()
-        client.close()
+        try:
+            with RawServer(tcp_endpoint, script=lambda i: None) as dying:
+                with pytest.raises(TimeoutError, match="No data received from"):
+                    await client.next()
+                assert dying.died.wait(WAIT)
+            with RawServer(tcp_endpoint, script=lambda i: frames_of(900 + i)):
+                data, meta = await client.next()
+        finally:
+            client.close()
         return meta, client.stats
 
     try:

@@ -122,15 +122,17 @@ class ProcessCluster:
         with contextlib.suppress(Exception):
             if getattr(self, "client", None) is not None:
                 self.client.close(timeout=10)
-        for proc in [*self.workers.values(), self.scheduler]:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in [*self.workers.values(), self.scheduler]:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        # workers first: a worker that sees its scheduler go while closing can hang on exit
+        for group in (list(self.workers.values()), [self.scheduler]):
+            for proc in group:
+                if proc.poll() is None:
+                    proc.terminate()
+            for proc in group:
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=10)
         for log in self._logs:
             log.close()
 

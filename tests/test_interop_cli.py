@@ -49,7 +49,7 @@ def test_monitor_reads_the_reference_simulator(reference_simulator):
 
 @pytest.fixture(scope="module")
 def mock_run(tmp_path_factory):
-    """A small EuXFEL-format run (XGMs and a camera, 400 trains from 10000) written by extra-data."""
+    """A small EuXFEL-format run written by extra-data: XGMs and a camera, trains 10000-10399."""
     from extra_data.tests.make_examples import make_fxe_da_file
 
     directory = tmp_path_factory.mktemp("run")

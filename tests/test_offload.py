@@ -1,4 +1,4 @@
-"""The offload node on a real process cluster: order, bounded in-flight work, errors, dead workers."""
+"""The offload node on a real process cluster: order, in-flight bound, errors, dead workers."""
 
 from __future__ import annotations
 
@@ -11,16 +11,21 @@ import weakref
 
 import numpy as np
 import pytest
+import test_cluster
 import xarray as xr
 from distributed import Client, Event, Queue, rejoin, secede
 from streamz import Stream
-from test_cluster import ProcessCluster, cluster, dask_processes  # noqa: F401
+from test_cluster import ProcessCluster
 from tornado.ioloop import IOLoop
 
 from kb_streams.cluster import connect
 from kb_streams.offload import Offload, OffloadError, train_id_of
 
 FIRST = 10_000
+
+# the shared process cluster (fixtures defined in test_cluster.py)
+dask_processes = test_cluster.dask_processes
+cluster = test_cluster.cluster
 
 
 def labelled(tid: int, size: int = 4) -> xr.DataArray:

@@ -133,17 +133,21 @@ def test_bad_request_gets_an_error_reply_and_the_train_is_kept(ctx, caplog):
     assert "bad request" in caplog.text
 
 
-def test_dealer_with_empty_delimiter_is_served(ctx):
+def test_dealer_with_requests_in_flight_gets_every_reply(ctx):
+    # REP at send HWM 1 silently dropped some replies to pipelined requests (prefetch)
     with BridgeServer(sock="REP") as server:
         dealer = ctx.socket(zmq.DEALER)
         dealer.rcvtimeo = 5000
         dealer.connect(server.endpoint)
-        server.start(trains(count=2))
-        dealer.send_multipart([b"", b"next"])
-        dealer.send_multipart([b"", b"next"])  # a second request in flight (prefetch)
-        replies = [dealer.recv_multipart(copy=False) for _ in range(2)]
-    assert [r[0].bytes for r in replies] == [b"", b""]
-    assert [train_id(r[1:]) for r in replies] == [10_000, 10_001]
+        server.start(trains())
+        ids = []
+        for _ in range(20):
+            for _ in range(3):
+                dealer.send_multipart([b"", b"next"])
+            replies = [dealer.recv_multipart(copy=False) for _ in range(3)]
+            assert [r[0].bytes for r in replies] == [b"", b"", b""]
+            ids.extend(train_id(r[1:]) for r in replies)
+    assert ids == list(range(10_000, 10_060))
 
 
 def _taken(items, log: list):
@@ -188,7 +192,7 @@ def test_rate_paces_without_drift(ctx):
             receive(reader, "PUSH")
             arrivals.append(time.monotonic())
     span = arrivals[-1] - arrivals[0]
-    assert 0.19 <= span < 0.4, span  # 10 periods of 20 ms
+    assert 0.19 <= span < 0.5, span  # 10 periods of 20 ms
 
 
 def test_pacer_schedule_is_absolute():

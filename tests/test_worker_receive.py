@@ -7,9 +7,10 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+import test_cluster
 from distributed import get_worker
 from streamz import Stream
-from test_cluster import ProcessCluster, cluster, dask_processes  # noqa: F401
+from test_cluster import ProcessCluster
 
 from kb_streams.reduce import RunningStats, merge_all
 from kb_streams.server import BridgeServer
@@ -21,6 +22,10 @@ from kb_streams.worker_receive import (
 
 FIRST = 10_000
 MODULE = "SPB_DET_AGIPD1M-1/DET/{}CH0:xtdf"
+
+# the shared process cluster (fixtures defined in test_cluster.py)
+dask_processes = test_cluster.dask_processes
+cluster = test_cluster.cluster
 
 
 def module_data(tid: int, module: int) -> np.ndarray:

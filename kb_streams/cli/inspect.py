@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,6 +11,7 @@ import zmq
 
 from ..errors import ProtocolError
 from ..protocol import Message
+from ..train import Train
 from ._output import (
     EXIT_OK,
     EXIT_USAGE,
@@ -22,7 +21,6 @@ from ._output import (
     format_seconds,
     is_terminal,
     plain_table,
-    source_timestamp,
 )
 
 COMMAND = "inspect"
@@ -68,11 +66,11 @@ def run(args: argparse.Namespace) -> int:
         return fail(COMMAND, f"cannot decode the message from {args.endpoint}: {exc}")
     finally:
         client.close()
-    received = time.time()
+    train = Train.from_message(message)
     if is_terminal():
-        print_rich(message, received, args)
+        print_rich(message, train, args)
     else:
-        print(describe_plain(message, received, args), flush=True)
+        print(describe_plain(message, train, args), flush=True)
     return EXIT_OK
 
 
@@ -115,39 +113,31 @@ def _short(value: Any, width: int = 40) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def summary(message: Message, received: float) -> list[tuple[str, str]]:
+def summary(message: Message, train: Train) -> list[tuple[str, str]]:
     """(label, text) pairs describing the whole train."""
-    stamps = {src: source_timestamp(meta) for src, meta in message.meta.items()}
-    known = [stamp for stamp in stamps.values() if stamp is not None]
-    train_ids = sorted({int(meta["timestamp.tid"]) for meta in message.meta.values()
-                        if meta.get("timestamp.tid") is not None})
+    has_time = not np.isnat(train.timestamp)
     parts = [
-        ("train ID", ", ".join(map(str, train_ids)) or "n/a (no timestamp.tid)"),
-        ("timestamp", _iso(min(known)) if known else "n/a (no timestamp in metadata)"),
-        ("age", format_seconds(received - min(known)) if known else "n/a"),
+        ("train ID", "n/a (no timestamp.tid)" if train.train_id is None else str(train.train_id)),
+        ("timestamp", f"{train.timestamp}Z" if has_time else "n/a (no timestamp in metadata)"),
+        ("age", format_seconds(train.age)),
         ("protocol", message.protocol_version),
         ("sources", str(len(message.data))),
         ("size", format_bytes(message.nbytes)),
     ]
-    if len(train_ids) > 1:
-        parts.append(("warning", "sources disagree on the train ID"))
+    if train.train_id_conflicts:
+        parts.append(("warning", f"sources disagree on the train ID: {train.train_id_conflicts}"))
     return parts
 
 
-def _iso(stamp: float) -> str:
-    when = dt.datetime.fromtimestamp(stamp, tz=dt.timezone.utc)
-    return when.isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def describe_plain(message: Message, received: float, args: argparse.Namespace) -> str:
+def describe_plain(message: Message, train: Train, args: argparse.Namespace) -> str:
     """The whole description as plain text (for pipes and files)."""
-    head = [("endpoint", f"{args.endpoint} ({args.sock})"), *summary(message, received)]
+    head = [("endpoint", f"{args.endpoint} ({args.sock})"), *summary(message, train)]
     width = max(len(label) for label, _ in head)
     lines = [f"{label.ljust(width)}  {text}" for label, text in head]
     return "\n".join(lines) + "\n\n" + plain_table(COLUMNS, rows(message))
 
 
-def print_rich(message: Message, received: float, args: argparse.Namespace) -> None:
+def print_rich(message: Message, train: Train, args: argparse.Namespace) -> None:
     """The description for a terminal: a summary, then one table per source."""
     from rich.console import Console
     from rich.table import Table
@@ -157,15 +147,14 @@ def print_rich(message: Message, received: float, args: argparse.Namespace) -> N
     head.add_column(style="bold")
     head.add_column()
     for label, text in [("endpoint", f"{args.endpoint} ({args.sock})"),
-                        *summary(message, received)]:
+                        *summary(message, train)]:
         head.add_row(label, text)
     console.print(head)
     by_source: dict[str, list[list[str]]] = {}
     for row in rows(message):
         by_source.setdefault(row[0], []).append(row[1:])
     for source, source_rows in by_source.items():
-        meta = message.meta.get(source, {})
-        tid = meta.get("timestamp.tid")
+        tid = train.meta.get(source, {}).get("timestamp.tid")
         title = f"[bold]{source}[/]" + (f"  train {tid}" if tid is not None else "")
         table = Table(title=title, title_justify="left", header_style="bold")
         table.add_column("key", no_wrap=True)

@@ -15,11 +15,11 @@ import zmq
 
 from ..errors import ProtocolError
 from ..stats import StreamStats
+from ..train import Train
 from ._output import (
     EXIT_OK,
     EXIT_USAGE,
     add_reader_arguments,
-    age_of,
     fail,
     format_bytes,
     format_seconds,
@@ -27,6 +27,7 @@ from ._output import (
     is_terminal,
     positive_float,
     positive_int,
+    tune_malloc,
 )
 
 COMMAND = "monitor"
@@ -169,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
     from ..client import Client
 
     handle_termination()
+    tune_malloc()
     try:
         client = Client(args.endpoint, sock=args.sock, timeout=args.timeout)
     except zmq.ZMQError as exc:
@@ -196,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
                 break
             except ProtocolError:
                 continue  # counted in stats.decode_errors by the client
-            ages.add(age_of(message.meta))
+            ages.add(Train.from_message(message).age)  # metadata only, wherever it was put
             del message  # release the frames before waiting for the next train
             now = time.monotonic()
             if not terminal and now - last_line >= args.interval:

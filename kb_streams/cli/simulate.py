@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import errno
 import time
+from collections.abc import Callable
 from typing import Any
 
 import zmq
@@ -49,12 +50,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     catalogue = _catalogue()
-    names = list(catalogue.get("DETECTORS", {})) or None
+    names = list(catalogue.get("DETECTORS", {}))
     extras = catalogue.get("EXTRAS", ())
     faults = catalogue.get("FAULTS", {})
-    parser.add_argument("--detector", "-d", type=_detector_type(names), choices=names,
-                        default=names[0] if names else None, metavar="NAME",
-                        help=f"what to simulate: {', '.join(names or ['(unavailable)'])} "
+    parser.add_argument("--detector", "-d", default=names[0] if names else None, metavar="NAME",
+                        help=f"what to simulate, any case: {', '.join(names or ['?'])} "
                              "(default: %(default)s)")
     parser.add_argument("--endpoint", "-e", default=DEFAULT_ENDPOINT,
                         help=f"where to bind (default: {DEFAULT_ENDPOINT}); port 0 picks a free "
@@ -75,7 +75,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--layout", choices=["online", "file"], default="online",
                         help="array axes as the online pipeline sends them, or as in files "
                              "(default: online)")
-    parser.add_argument("--extras", type=_extras_type(extras), default=extras, metavar="LIST",
+    parser.add_argument("--extras", default=",".join(extras), metavar="LIST",
                         help=f"comma-separated extra sources, or 'none' "
                              f"(default: {','.join(extras)})")
     for extra in extras:
@@ -107,35 +107,12 @@ def _catalogue() -> dict[str, Any]:
             "FAULTS": simulate.FAULTS}
 
 
-def _canonical(name: str) -> str:
-    return "".join(ch for ch in name.lower() if ch.isalnum())
-
-
-def _detector_type(names: list[str] | None):
-    """Accept any case and spelling of ``-``/``_``; unknown names are left for ``choices``."""
-    by_canonical = {_canonical(name): name for name in names or ()}
-    return lambda text: by_canonical.get(_canonical(text), text)
-
-
-def _extras_type(known: tuple[str, ...]):
-    def parse(text: str) -> tuple[str, ...]:
-        if text.strip().lower() in ("", "none"):
-            return ()
-        names = tuple(name.strip().lower() for name in text.split(",") if name.strip())
-        unknown = sorted(set(names) - set(known))
-        if unknown:
-            raise argparse.ArgumentTypeError(
-                f"unknown extra source(s) {', '.join(unknown)} (choose from {', '.join(known)})")
-        return names
-
-    return parse
-
-
 def _simulator_options(args: argparse.Namespace) -> dict[str, Any]:
     options: dict[str, Any] = {
         "raw": args.raw,
         "layout": args.layout,
-        "extras": tuple(name for name in args.extras if name not in args.without),
+        "extras": tuple(name for name in args.extras.replace(" ", "").split(",")
+                        if name and name.lower() not in ("none", *args.without)),
         "faults": args.fault,
         "seed": args.seed,
         "pool_size": args.pool_size,
@@ -175,30 +152,17 @@ def run(args: argparse.Namespace) -> int:
         return fail(COMMAND, str(exc), EXIT_USAGE if usage else EXIT_FAILURE)
 
     out = _printer()
-    out(f"Serving {args.detector} at {_rate_text(args.rate)} over {args.sock}, protocol "
-        f"{args.protocol}, on {server.endpoint}")
-    out(trains.describe().splitlines()[0]
-        + (f"; extras: {', '.join(options['extras'])}" if options["extras"] else ""))
     started = time.monotonic()
     finished = interrupted = False
     error: BaseException | None = None
     try:
+        trains.prepare()  # build the pool now, so the first reader does not wait for it
+        out(f"Serving {args.detector} at {_rate_text(args.rate)} over {args.sock}, protocol "
+            f"{args.protocol}, on {server.endpoint}")
+        out(trains.describe().splitlines()[0]
+            + (f"; extras: {', '.join(options['extras'])}" if options["extras"] else ""))
         server.start(trains, trains=args.trains, rate=args.rate or None)
-        reported, waiting_said = 0, False
-        while True:
-            try:
-                finished = server.wait(args.interval)
-            except Exception as exc:  # the simulator failed in the serving thread
-                error = exc
-                break
-            if finished:
-                break
-            if server.stats.trains != reported:
-                reported = server.stats.trains
-                out(_status_line(server))
-            elif reported == 0 and args.sock == "REP" and not waiting_said:
-                out("waiting for a reader to request trains ...")
-                waiting_said = True
+        finished, error = _report_until_done(server, args, out)
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -214,11 +178,29 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _report_until_done(server: BridgeServer, args: argparse.Namespace,
+                       out: Callable[[str], None]) -> tuple[bool, BaseException | None]:
+    """Print a status line per interval until the server is done: (finished, error)."""
+    reported, waiting_said = 0, False
+    while True:
+        try:
+            if server.wait(args.interval):
+                return True, None
+        except Exception as exc:  # the simulator failed in the serving thread
+            return False, exc
+        if server.stats.trains != reported:
+            reported = server.stats.trains
+            out(_status_line(server))
+        elif reported == 0 and args.sock == "REP" and not waiting_said:
+            out("waiting for a reader to request trains ...")
+            waiting_said = True
+
+
 def _rate_text(rate: float) -> str:
     return "full speed" if not rate else f"{rate:g} Hz"
 
 
-def _printer():
+def _printer() -> Callable[[str], None]:
     """print() for pipes; a rich console on a terminal. Every line is flushed at once."""
     if is_terminal():
         from rich.console import Console

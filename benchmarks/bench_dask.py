@@ -1,0 +1,308 @@
+"""Benchmark: AGIPD-1M trains reduced in one process, offloaded to Dask, or received on the workers.
+
+A simulated AGIPD-1M (16 module sources, corrected float32, ``--pulses`` pulses: 268 MB per train
+at 64 pulses) is served by a :class:`kb_streams.server.BridgeServer` in its own process, as fast as
+it is asked (REP) or can send (PUSH). Every train goes through the same reduction: per-module,
+per-pulse means of the detector (a real pass over every pixel), topped up with CPU work to
+``--cost-ms`` of CPU time per train, like a correction plus reduction would cost. The result is a
+``(module, pulse)`` DataArray of a few KB. Cases:
+
+``single``
+    One process: ``kb_streams.Client`` (REQ prefetching 2, or PULL) and the reduction in a loop.
+``offload``
+    ``Stream.from_karabo_bridge(...).offload(reduce, n=2 x workers)``: trains are received by the
+    graph's process and scattered (direct) to the workers.
+``workers``
+    ``Stream.from_karabo_bridge_on_workers(...)``: each worker receives its own trains and returns
+    only the result.
+
+Run with ``kb-streams bench dask`` or ``python benchmarks/bench_dask.py``; ``--pulses 4 --trains 6
+--cost-ms 20`` makes a quick run. Reported per case: trains/s over ``--trains`` trains after
+``--warmup`` trains, and bytes per train that crossed process boundaries: from the bridge, and
+between the graph's process and the workers (scattered trains, task messages, results), the latter
+also as a fraction of the train size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import cloudpickle
+import numpy as np
+import xarray as xr
+
+MODES = ("single", "offload", "workers")
+
+
+# ---------------------------------------------------------------------------------------------
+# the work
+
+
+def reduce_train(train: Any, cost_ms: float) -> xr.DataArray:
+    """Per-module, per-pulse mean of the detector, then CPU work up to ``cost_ms`` of CPU time."""
+    start = time.thread_time()
+    sources = sorted(src for src in train.sources if src.endswith(":xtdf"))
+    means = [train[src, "image.data"].xarray().mean(("slow_scan", "fast_scan"), skipna=False)
+             for src in sources]
+    result = xr.concat(means, "module").assign_coords(trainId=train.train_id)
+    result.attrs["cpu_ms"] = (time.thread_time() - start) * 1e3
+    while time.thread_time() - start < cost_ms / 1e3:
+        sum(range(2_000))  # stands for the rest of a correction pipeline
+    return result
+
+
+class _ByValue:
+    """Ship a function to the workers by value, wherever this module was imported from."""
+
+    def __init__(self, func: Any) -> None:
+        self.func = func
+        self.__name__ = getattr(func, "__name__", "func")
+
+    def __reduce__(self) -> tuple:
+        return cloudpickle.loads, (cloudpickle.dumps(self.func),)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.func(*args, **kwargs)
+
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+REDUCE = _ByValue(reduce_train)
+
+
+# ---------------------------------------------------------------------------------------------
+# the bridge
+
+
+SERVE = """
+import sys
+from kb_streams.server import BridgeServer
+from kb_streams.simulate import simulate
+endpoint, sock, pulses = sys.argv[1], sys.argv[2], int(sys.argv[3])
+with BridgeServer(endpoint, sock=sock) as server:
+    server.serve(simulate("AGIPD-modules", pulses=pulses, pool_size=1, extras=()))
+"""
+
+
+def _serve(endpoint: str, sock: str, pulses: int) -> subprocess.Popen:
+    """The bridge, in its own process."""
+    return subprocess.Popen([sys.executable, "-c", SERVE, endpoint, sock, str(pulses)])
+
+
+def _free_endpoint() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+
+
+@dataclass
+class Case:
+    mode: str
+    workers: int
+    trains: int
+    seconds: float
+    train_bytes: float
+    bridge_bytes: float  # per train, from the bridge into the receiving process(es)
+    cluster_bytes: float  # per train, between the graph's process and the workers
+    cpu_ms: float
+
+    @property
+    def rate(self) -> float:
+        return self.trains / self.seconds
+
+    @property
+    def cluster_fraction(self) -> float:
+        return self.cluster_bytes / self.train_bytes if self.train_bytes else 0.0
+
+
+class _Timer:
+    """Times ``trains`` results after ``warmup`` (set ``done`` when complete)."""
+
+    def __init__(self, warmup: int, trains: int) -> None:
+        self.warmup, self.trains = warmup, trains
+        self.times: list[float] = []
+        self.cpu: list[float] = []
+        self.done = threading.Event()
+
+    def __call__(self, result: Any) -> None:
+        self.times.append(time.perf_counter())
+        if len(self.times) > self.warmup:
+            self.cpu.append(float(getattr(result, "attrs", {}).get("cpu_ms", 0.0)))
+        if len(self.times) >= self.warmup + self.trains + 1:
+            self.done.set()
+
+    @property
+    def seconds(self) -> float:
+        return self.times[self.warmup + self.trains] - self.times[self.warmup]
+
+
+def _wait(timer: _Timer, timeout: float) -> None:
+    if not timer.done.wait(timeout):
+        raise TimeoutError(f"only {len(timer.times)} of {timer.warmup + timer.trains + 1} "
+                           f"results within {timeout} s")
+
+
+def run_single(endpoint: str, sock: str, args: argparse.Namespace) -> Case:
+    from kb_streams.client import Client
+    from kb_streams.train import Train
+
+    timer = _Timer(args.warmup, args.trains)
+    nbytes = []
+    with Client(endpoint, sock=sock, timeout=args.timeout,
+                prefetch=2 if sock == "REQ" else 1) as client:
+        while not timer.done.is_set():
+            message = client.next_message()
+            nbytes.append(message.nbytes)
+            timer(REDUCE(Train.from_message(message), args.cost_ms))
+            del message
+    size = float(np.mean(nbytes))
+    return Case("single", 0, args.trains, timer.seconds, size, size, 0.0,
+                float(np.mean(timer.cpu)))
+
+
+def run_offload(endpoint: str, sock: str, client: Any, workers: int,
+                args: argparse.Namespace) -> Case:
+    from streamz import Stream
+
+    import kb_streams.offload  # noqa: F401 - registers Stream.offload
+    import kb_streams.sources  # noqa: F401 - registers Stream.from_karabo_bridge
+
+    timer = _Timer(args.warmup, args.trains)
+    source = Stream.from_karabo_bridge(endpoint, sock=sock, timeout=args.timeout,
+                                       prefetch=2 if sock == "REQ" else 1)
+    node = source.offload(REDUCE, args.cost_ms, n=2 * workers, client=client, scatter=True)
+    node.sink(timer)
+    source.start()
+    try:
+        _wait(timer, args.timeout * (args.warmup + args.trains + 1))
+    finally:
+        source.stop()
+        source.join(timeout=30)
+        node.drain(timeout=60)
+    stats = node.stats
+    size = stats.bytes_scattered / stats.accepted
+    task = len(cloudpickle.dumps(REDUCE))
+    cluster = size + task + stats.bytes_results / max(stats.completed, 1)
+    return Case("offload", workers, args.trains, timer.seconds, size, size, cluster,
+                float(np.mean(timer.cpu)))
+
+
+def run_workers(endpoint: str, sock: str, client: Any, workers: int,
+                args: argparse.Namespace) -> Case:
+    from streamz import Stream
+
+    import kb_streams.worker_receive  # noqa: F401 - registers the source
+
+    timer = _Timer(args.warmup, args.trains)
+    source = Stream.from_karabo_bridge_on_workers(
+        endpoint, REDUCE, client, n=workers, sock=sock, args=(args.cost_ms,),
+        timeout=args.timeout, wait=args.timeout)
+    source.sink(timer)
+    source.start()
+    try:
+        _wait(timer, args.timeout * (args.warmup + args.trains + 1))
+    finally:
+        source.stop()
+        source.finished.wait(60)
+    stats = source.stats
+    size = stats.bytes_received / stats.received
+    cluster = (stats.bytes_tasks + stats.bytes_results) / stats.received
+    return Case("workers", workers, args.trains, timer.seconds, size, size, cluster,
+                float(np.mean(timer.cpu)))
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``kb-streams bench dask``."""
+    parser.add_argument("--pulses", type=int, default=64,
+                        help="pulses per train (64: 268 MB AGIPD-1M trains; default %(default)s)")
+    parser.add_argument("--trains", type=int, default=20,
+                        help="trains timed per case (default %(default)s)")
+    parser.add_argument("--warmup", type=int, default=3,
+                        help="trains before timing starts (default %(default)s)")
+    parser.add_argument("--cost-ms", type=float, default=150.0,
+                        help="CPU time of the reduction per train (default %(default)s)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],
+                        help="worker counts to try (default: 1 2)")
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES),
+                        help="cases to run (default: all)")
+    parser.add_argument("--sock", choices=["REQ", "PULL"], default="REQ",
+                        help="client socket; the bridge is REP or PUSH (default %(default)s)")
+    parser.add_argument("--timeout", type=float, default=30.0,
+                        help="seconds to wait for one train (default %(default)s)")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+
+
+def _table(cases: list[Case]) -> str:
+    lines = [f"{'case':<8} {'workers':>7} {'trains/s':>9} {'ms/train':>9} {'train MB':>9} "
+             f"{'bridge MB':>9} {'cluster MB':>10} {'cluster %':>9} {'cpu ms':>7}"]
+    for c in cases:
+        lines.append(f"{c.mode:<8} {c.workers:>7} {c.rate:>9.2f} {1e3 / c.rate:>9.1f} "
+                     f"{c.train_bytes / 1e6:>9.1f} {c.bridge_bytes / 1e6:>9.1f} "
+                     f"{c.cluster_bytes / 1e6:>10.3f} {100 * c.cluster_fraction:>8.3f}% "
+                     f"{c.cpu_ms:>7.0f}")
+    by = {(c.mode, c.workers): c for c in cases}
+    for w in sorted({c.workers for c in cases if c.workers}):
+        if ("offload", w) in by and ("workers", w) in by:
+            lines.append(f"{w} worker(s): receiving on the workers is "
+                         f"{by['workers', w].rate / by['offload', w].rate:.2f}x offload")
+    return "\n".join(lines)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the cases; print a table (and write JSON). Returns the exit status."""
+    from kb_streams.cluster import connect
+
+    endpoint = _free_endpoint()
+    server_sock = {"REQ": "REP", "PULL": "PUSH"}[args.sock]
+    mb = 16 * 512 * 128 * 4 * args.pulses / 1e6
+    print(f"AGIPD-1M, {args.pulses} pulses ({mb:.0f} MB/train), reduction {args.cost_ms:g} ms "
+          f"CPU, bridge {server_sock} on {endpoint}", flush=True)
+    cases: list[Case] = []
+    for workers in [0, *args.workers]:
+        modes = [m for m in args.modes if (m == "single") == (workers == 0)]
+        if not modes:
+            continue
+        client = connect(n_workers=workers, threads_per_worker=1, set_as_default=True) \
+            if workers else None
+        try:
+            for mode in modes:
+                # a fresh bridge per case, so no case inherits another's queued trains
+                server = _serve(endpoint, server_sock, args.pulses)
+                try:
+                    if mode == "single":
+                        case = run_single(endpoint, args.sock, args)
+                    elif mode == "offload":
+                        case = run_offload(endpoint, args.sock, client, workers, args)
+                    else:
+                        case = run_workers(endpoint, args.sock, client, workers, args)
+                finally:
+                    server.terminate()
+                    server.wait(30)
+                cases.append(case)
+                print(f"  {mode} with {workers} worker(s): {case.rate:.2f} trains/s", flush=True)
+        finally:
+            if client is not None:
+                client.close()
+    print(_table(cases))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"pulses": args.pulses, "cost_ms": args.cost_ms, "sock": args.sock,
+                       "cases": [{**asdict(c), "rate": c.rate} for c in cases]}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    sys.exit(main(parser.parse_args()))

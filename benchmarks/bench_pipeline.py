@@ -1,0 +1,207 @@
+"""Benchmark: what a streamz pipeline costs over a bare receive loop, and what labelling costs.
+
+A simulated AGIPD-1M (16 module sources, corrected float32, ``--pulses`` pulses: 268 MB per train
+at 64) is served by a :class:`kb_streams.server.BridgeServer` (REP) in its own process, as fast as
+it is asked. Two cases read the same stream, one after the other, each from a fresh server:
+
+``bare``
+    ``kb_streams.Client.next()`` in a loop, nothing else: the ceiling.
+``pipeline``
+    ``Stream.from_karabo_bridge(...)`` -> ``map``: label every module as xarray (zero-copy
+    views) and sum a small ROI per module and pulse -> ``reduce_online(RunningStats())`` -> sink.
+
+Target: the pipeline reaches at least 0.9 x the bare loop's trains/s.
+
+Then, without sockets: the time to label one train's 16 modules (``train[source,
+key].xarray()``) with 1 and with 352 pulses. Labelling makes views, never copies, so the two must
+be the same.
+
+Run with ``kb-streams bench pipeline`` or ``python benchmarks/bench_pipeline.py``;
+``--pulses 4 --trains 20`` makes a quick run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+import timeit
+from typing import Any
+
+import numpy as np
+
+ROI = {"slow_scan": slice(200, 232), "fast_scan": slice(48, 80)}
+KEY = "image.data"
+
+SERVE = """
+import sys
+from kb_streams.server import BridgeServer
+from kb_streams.simulate import simulate
+endpoint, pulses = sys.argv[1], int(sys.argv[2])
+with BridgeServer(endpoint, sock="REP") as server:
+    server.serve(simulate("AGIPD-modules", pulses=pulses, pool_size=1, extras=()))
+"""
+
+
+def _free_endpoint() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+
+
+def _serve(endpoint: str, pulses: int) -> subprocess.Popen:
+    """The bridge, in its own process."""
+    return subprocess.Popen([sys.executable, "-c", SERVE, endpoint, str(pulses)])
+
+
+# ---------------------------------------------------------------------------------------------
+# the work
+
+
+def label_modules(train: Any) -> list:
+    """Every module source of the train as a labelled (pulse, slow_scan, fast_scan) view."""
+    return [train[src, KEY].xarray() for src in train.sources if src.endswith(":xtdf")]
+
+
+def roi_sums(train: Any) -> np.ndarray:
+    """Per-module, per-pulse sums of a small ROI: (module, pulse), a few KB."""
+    return np.stack([view.isel(ROI).sum(("slow_scan", "fast_scan")).values
+                     for view in label_modules(train)])
+
+
+# ---------------------------------------------------------------------------------------------
+# the two cases
+
+
+class _Timer:
+    """Wall time of ``trains`` trains after ``warmup``; ``done`` is set when complete."""
+
+    def __init__(self, warmup: int, trains: int) -> None:
+        self.warmup, self.trains = warmup, trains
+        self.times: list[float] = []
+        self.done = threading.Event()
+
+    def tick(self, _: Any = None) -> None:
+        self.times.append(time.perf_counter())
+        if len(self.times) >= self.warmup + self.trains + 1:
+            self.done.set()
+
+    @property
+    def rate(self) -> float:
+        return self.trains / (self.times[self.warmup + self.trains] - self.times[self.warmup])
+
+
+def run_bare(endpoint: str, args: argparse.Namespace) -> float:
+    from kb_streams.client import Client
+
+    timer = _Timer(args.warmup, args.trains)
+    with Client(endpoint, timeout=args.timeout, prefetch=args.prefetch) as client:
+        while not timer.done.is_set():
+            client.next()
+            timer.tick()
+    return timer.rate
+
+
+def run_pipeline(endpoint: str, args: argparse.Namespace) -> tuple[float, dict]:
+    from streamz import Stream
+
+    import kb_streams.sources  # noqa: F401 - registers Stream.from_karabo_bridge
+    from kb_streams.reduce import RunningStats
+
+    timer = _Timer(args.warmup, args.trains)
+    source = Stream.from_karabo_bridge(endpoint, timeout=args.timeout, prefetch=args.prefetch)
+    stats = source.map(roi_sums).reduce_online(RunningStats())
+    stats.sink(timer.tick)
+    source.start()
+    try:
+        if not timer.done.wait(args.timeout * (args.warmup + args.trains + 1)):
+            raise TimeoutError(f"only {len(timer.times)} trains through the pipeline in time")
+    finally:
+        source.stop()
+        source.join(timeout=30)
+    return timer.rate, {"errors": source.stats.errors, "decode_errors": source.stats.decode_errors}
+
+
+# ---------------------------------------------------------------------------------------------
+# labelling cost, no sockets
+
+
+def labelling_seconds(pulses: int, repeat: int) -> float:
+    """Best time to label the 16 modules of one AGIPD train with ``pulses`` pulses."""
+    from kb_streams.train import Train
+
+    # one uninitialised (untouched, so not resident) module array shared by the 16 sources
+    module = np.empty((128, 512, pulses), np.float32)
+    data = {f"SPB_DET_AGIPD1M-1/DET/{m}CH0:xtdf": {
+        KEY: module, "image.pulseId": np.arange(pulses, dtype=np.uint64)} for m in range(16)}
+    train = Train(data, {src: {"timestamp.tid": 10_000} for src in data})
+    views = label_modules(train)
+    if not all(np.shares_memory(view.data, module) for view in views):
+        raise AssertionError("labelling copied the data")
+    return min(timeit.repeat(lambda: label_modules(train), number=10, repeat=repeat)) / 10
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``kb-streams bench pipeline``."""
+    parser.add_argument("--pulses", type=int, default=64,
+                        help="pulses per train (64: 268 MB AGIPD-1M trains; default %(default)s)")
+    parser.add_argument("--trains", type=int, default=50,
+                        help="trains timed per case (default %(default)s)")
+    parser.add_argument("--warmup", type=int, default=3,
+                        help="trains before timing starts (default %(default)s)")
+    parser.add_argument("--prefetch", type=int, default=1,
+                        help="REQ requests in flight, for both cases (default %(default)s)")
+    parser.add_argument("--repeat", type=int, default=5,
+                        help="repeats of the labelling timing (default %(default)s)")
+    parser.add_argument("--timeout", type=float, default=30.0,
+                        help="seconds to wait for one train (default %(default)s)")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run both cases and the labelling timing; print the results. Returns the exit status."""
+    endpoint = _free_endpoint()
+    mb = 16 * 512 * 128 * 4 * args.pulses / 1e6
+    print(f"AGIPD-1M, {args.pulses} pulses ({mb:.0f} MB/train), REP in another process on "
+          f"{endpoint}, {args.trains} trains per case, prefetch {args.prefetch}", flush=True)
+    rates: dict[str, float] = {}
+    extra: dict = {}
+    for case in ("bare", "pipeline"):
+        server = _serve(endpoint, args.pulses)  # a fresh bridge per case
+        try:
+            if case == "bare":
+                rates[case] = run_bare(endpoint, args)
+            else:
+                rates[case], extra = run_pipeline(endpoint, args)
+        finally:
+            server.terminate()
+            server.wait(30)
+        print(f"  {case:<8} {rates[case]:8.2f} trains/s  {rates[case] * mb:8.0f} MB/s", flush=True)
+    ratio = rates["pipeline"] / rates["bare"]
+    verdict = "ok" if ratio >= 0.9 else "BELOW the 0.9 target"
+    print(f"  pipeline / bare = {ratio:.2f} ({verdict}); pipeline errors: {extra}")
+
+    label = {pulses: labelling_seconds(pulses, args.repeat) for pulses in (1, 352)}
+    label_ratio = label[352] / label[1]
+    print(f"labelling 16 modules: {label[1] * 1e3:.2f} ms at 1 pulse, {label[352] * 1e3:.2f} ms "
+          f"at 352 pulses (x{label_ratio:.2f}; zero-copy views)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"pulses": args.pulses, "trains": args.trains, "prefetch": args.prefetch,
+                       "rates": rates, "ratio": ratio,
+                       "labelling_seconds": {str(k): v for k, v in label.items()}}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    sys.exit(main(parser.parse_args()))
