@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -37,6 +38,7 @@ from typing import Any
 
 import cloudpickle
 import numpy as np
+import psutil
 import xarray as xr
 
 MODES = ("single", "offload", "workers")
@@ -111,7 +113,8 @@ class Case:
     train_bytes: float
     bridge_bytes: float  # per train, from the bridge into the receiving process(es)
     cluster_bytes: float  # per train, between the graph's process and the workers
-    cpu_ms: float
+    cpu_ms: float  # CPU time of the reduction itself, per train
+    cpu: dict[str, float]  # CPU seconds per train, by process: bridge, graph, workers
 
     @property
     def rate(self) -> float:
@@ -123,19 +126,34 @@ class Case:
 
 
 class _Timer:
-    """Times ``trains`` results after ``warmup`` (set ``done`` when complete)."""
+    """Times ``trains`` results after ``warmup`` (set ``done`` when complete), and the CPU time
+    the processes involved spent meanwhile."""
 
-    def __init__(self, warmup: int, trains: int) -> None:
+    def __init__(self, warmup: int, trains: int, processes: dict[str, list[int]]) -> None:
         self.warmup, self.trains = warmup, trains
         self.times: list[float] = []
         self.cpu: list[float] = []
         self.done = threading.Event()
+        self.processes = {role: [psutil.Process(pid) for pid in pids]
+                          for role, pids in processes.items()}
+        self._cpu_start: dict[str, float] = {}
+        self.cpu_by_role: dict[str, float] = {}
+
+    def _cpu_now(self) -> dict[str, float]:
+        return {role: sum(sum(p.cpu_times()[:2]) for p in procs)
+                for role, procs in self.processes.items()}
 
     def __call__(self, result: Any) -> None:
         self.times.append(time.perf_counter())
-        if len(self.times) > self.warmup:
+        n = len(self.times)
+        if n == self.warmup + 1:
+            self._cpu_start = self._cpu_now()
+        if n > self.warmup:
             self.cpu.append(float(getattr(result, "attrs", {}).get("cpu_ms", 0.0)))
-        if len(self.times) >= self.warmup + self.trains + 1:
+        if n == self.warmup + self.trains + 1:
+            end = self._cpu_now()
+            self.cpu_by_role = {role: (end[role] - self._cpu_start[role]) / self.trains
+                                for role in end}
             self.done.set()
 
     @property
@@ -149,11 +167,12 @@ def _wait(timer: _Timer, timeout: float) -> None:
                            f"results within {timeout} s")
 
 
-def run_single(endpoint: str, sock: str, args: argparse.Namespace) -> Case:
+def run_single(endpoint: str, sock: str, pids: dict[str, list[int]],
+               args: argparse.Namespace) -> Case:
     from kb_streams.client import Client
     from kb_streams.train import Train
 
-    timer = _Timer(args.warmup, args.trains)
+    timer = _Timer(args.warmup, args.trains, pids)
     nbytes = []
     with Client(endpoint, sock=sock, timeout=args.timeout,
                 prefetch=2 if sock == "REQ" else 1) as client:
@@ -164,17 +183,17 @@ def run_single(endpoint: str, sock: str, args: argparse.Namespace) -> Case:
             del message
     size = float(np.mean(nbytes))
     return Case("single", 0, args.trains, timer.seconds, size, size, 0.0,
-                float(np.mean(timer.cpu)))
+                float(np.mean(timer.cpu)), timer.cpu_by_role)
 
 
-def run_offload(endpoint: str, sock: str, client: Any, workers: int,
+def run_offload(endpoint: str, sock: str, client: Any, workers: int, pids: dict[str, list[int]],
                 args: argparse.Namespace) -> Case:
     from streamz import Stream
 
     import kb_streams.offload  # noqa: F401 - registers Stream.offload
     import kb_streams.sources  # noqa: F401 - registers Stream.from_karabo_bridge
 
-    timer = _Timer(args.warmup, args.trains)
+    timer = _Timer(args.warmup, args.trains, pids)
     source = Stream.from_karabo_bridge(endpoint, sock=sock, timeout=args.timeout,
                                        prefetch=2 if sock == "REQ" else 1)
     node = source.offload(REDUCE, args.cost_ms, n=2 * workers, client=client, scatter=True)
@@ -191,16 +210,16 @@ def run_offload(endpoint: str, sock: str, client: Any, workers: int,
     task = len(cloudpickle.dumps(REDUCE))
     cluster = size + task + stats.bytes_results / max(stats.completed, 1)
     return Case("offload", workers, args.trains, timer.seconds, size, size, cluster,
-                float(np.mean(timer.cpu)))
+                float(np.mean(timer.cpu)), timer.cpu_by_role)
 
 
-def run_workers(endpoint: str, sock: str, client: Any, workers: int,
+def run_workers(endpoint: str, sock: str, client: Any, workers: int, pids: dict[str, list[int]],
                 args: argparse.Namespace) -> Case:
     from streamz import Stream
 
     import kb_streams.worker_receive  # noqa: F401 - registers the source
 
-    timer = _Timer(args.warmup, args.trains)
+    timer = _Timer(args.warmup, args.trains, pids)
     source = Stream.from_karabo_bridge_on_workers(
         endpoint, REDUCE, client, n=workers, sock=sock, args=(args.cost_ms,),
         timeout=args.timeout, wait=args.timeout)
@@ -215,7 +234,7 @@ def run_workers(endpoint: str, sock: str, client: Any, workers: int,
     size = stats.bytes_received / stats.received
     cluster = (stats.bytes_tasks + stats.bytes_results) / stats.received
     return Case("workers", workers, args.trains, timer.seconds, size, size, cluster,
-                float(np.mean(timer.cpu)))
+                float(np.mean(timer.cpu)), timer.cpu_by_role)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -245,12 +264,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _table(cases: list[Case]) -> str:
     lines = [f"{'case':<8} {'workers':>7} {'trains/s':>9} {'ms/train':>9} {'train MB':>9} "
-             f"{'bridge MB':>9} {'cluster MB':>10} {'cluster %':>9} {'cpu ms':>7}"]
+             f"{'cluster MB':>10} {'cluster %':>9} {'reduce':>7} | CPU ms per train: "
+             f"{'bridge':>6} {'graph':>6} {'workers':>7} {'total':>6}"]
     for c in cases:
+        cpu = {role: 1e3 * c.cpu.get(role, 0.0) for role in ("bridge", "graph", "workers")}
         lines.append(f"{c.mode:<8} {c.workers:>7} {c.rate:>9.2f} {1e3 / c.rate:>9.1f} "
-                     f"{c.train_bytes / 1e6:>9.1f} {c.bridge_bytes / 1e6:>9.1f} "
+                     f"{c.train_bytes / 1e6:>9.1f} "
                      f"{c.cluster_bytes / 1e6:>10.3f} {100 * c.cluster_fraction:>8.3f}% "
-                     f"{c.cpu_ms:>7.0f}")
+                     f"{c.cpu_ms:>7.0f} |                   {cpu['bridge']:>6.0f} "
+                     f"{cpu['graph']:>6.0f} {cpu['workers']:>7.0f} {sum(cpu.values()):>6.0f}")
     by = {(c.mode, c.workers): c for c in cases}
     for w in sorted({c.workers for c in cases if c.workers}):
         if ("offload", w) in by and ("workers", w) in by:
@@ -279,13 +301,15 @@ def main(args: argparse.Namespace) -> int:
             for mode in modes:
                 # a fresh bridge per case, so no case inherits another's queued trains
                 server = _serve(endpoint, server_sock, args.pulses)
+                pids = {"bridge": [server.pid], "graph": [os.getpid()],
+                        "workers": list(client.run(os.getpid).values()) if client else []}
                 try:
                     if mode == "single":
-                        case = run_single(endpoint, args.sock, args)
+                        case = run_single(endpoint, args.sock, pids, args)
                     elif mode == "offload":
-                        case = run_offload(endpoint, args.sock, client, workers, args)
+                        case = run_offload(endpoint, args.sock, client, workers, pids, args)
                     else:
-                        case = run_workers(endpoint, args.sock, client, workers, args)
+                        case = run_workers(endpoint, args.sock, client, workers, pids, args)
                 finally:
                     server.terminate()
                     server.wait(30)

@@ -48,7 +48,8 @@ def pipeline(source):
         lines = [f"{'delay':>8} {'n':>4} {'on':>9} {'off':>9} {'on-off':>9} {'on/off':>7}"]
         for delay in mean["delay"].values:
             n = int(count.sel(delay=delay))
-            on, off, diff = (float(mean.sel(delay=delay, signal=s)) for s in ("on", "off", "on-off"))
+            on, off, diff = (float(mean.sel(delay=delay, signal=signal))
+                             for signal in ("on", "off", "on-off"))
             row = f"{delay:8.3f} {n:4d}"
             lines.append(row + (f" {on:9.4f} {off:9.4f} {diff:9.4f} {on / off:7.3f}" if n else ""))
         return "\n".join(lines)

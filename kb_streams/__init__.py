@@ -40,6 +40,14 @@ _LAZY = {
     "PumpProbe": "reduce",
     "merge_all": "reduce",
     "from_karabo_bridge": "sources",
+    "SourceStats": "sources",
+    "forget_values": "nodes",
+    "connect": "cluster",
+    "Offload": "offload",
+    "OffloadError": "offload",
+    "from_karabo_bridge_on_workers": "worker_receive",
+    "module_shards": "worker_receive",
+    "Shard": "worker_receive",
 }
 
 

@@ -35,6 +35,7 @@ import itertools
 import logging
 import math
 import time
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -54,6 +55,34 @@ REQUEST = [b"", b"next"]
 MAX_DRAIN = 10_000
 
 _monitor_ids = itertools.count()
+
+
+class _Resources:
+    """The ZeroMQ objects of one client: its sockets, and its context when it created it."""
+
+    def __init__(self, context: zmq.Context | None) -> None:
+        self.owns_context = context is None
+        self.context = zmq.Context() if context is None else context
+        self.socket: zmq.Socket | None = None
+        self.monitor: zmq.Socket | None = None
+
+    def close_sockets(self) -> None:
+        if self.monitor is not None:
+            if self.socket is not None and not self.socket.closed:
+                try:
+                    self.socket.disable_monitor()
+                except zmq.ZMQError:
+                    pass
+            self.monitor.close(linger=0)
+            self.monitor = None
+        if self.socket is not None:
+            self.socket.close(linger=0)
+            self.socket = None
+
+    def close(self) -> None:
+        self.close_sockets()
+        if self.owns_context and not self.context.closed:
+            self.context.term()
 
 
 class ClientCore:
@@ -90,23 +119,35 @@ class ClientCore:
         self.stats = StreamStats()
         self.in_flight = 0
         self.closed = False
-        self.socket: zmq.Socket | None = None
-        self.monitor: zmq.Socket | None = None
-        self.owns_context = context is None
-        self.context = zmq.Context() if context is None else context
+        self._zmq = _Resources(context)
+        # Close the sockets (and our own context) even when the client is dropped unclosed in a
+        # reference cycle: pyzmq's own finalizers would then hang in Context.term().
+        self._finalizer = weakref.finalize(self, self._zmq.close)
         try:
             self._open()
         except BaseException:
             self.close()
             raise
 
+    @property
+    def context(self) -> zmq.Context:
+        return self._zmq.context
+
+    @property
+    def socket(self) -> zmq.Socket | None:
+        return self._zmq.socket
+
+    @property
+    def monitor(self) -> zmq.Socket | None:
+        return self._zmq.monitor
+
     # -- sockets -----------------------------------------------------------------------------
 
     def _open(self) -> None:
+        res = self._zmq
         # zmq.Socket(...) rather than context.socket(...): always a plain socket, even when the
         # caller hands us a zmq.asyncio.Context.
-        sock = zmq.Socket(self.context, SOCKET_TYPES[self.sock])
-        self.socket = sock
+        sock = res.socket = zmq.Socket(res.context, SOCKET_TYPES[self.sock])
         sock.linger = 0
         sock.rcvhwm = self.hwm
         # Requests are tiny; room for all of them means a request send never blocks.
@@ -116,39 +157,24 @@ class ClientCore:
         if self.sock == "REQ":
             address = f"inproc://kb-streams-monitor-{next(_monitor_ids)}"
             sock.monitor(address, zmq.EVENT_DISCONNECTED)
-            self.monitor = zmq.Socket(self.context, zmq.PAIR)
-            self.monitor.linger = 0
-            self.monitor.connect(address)
+            res.monitor = zmq.Socket(res.context, zmq.PAIR)
+            res.monitor.linger = 0
+            res.monitor.connect(address)
         sock.connect(self.endpoint)
         self.in_flight = 0
-
-    def _close_sockets(self) -> None:
-        if self.monitor is not None:
-            if self.socket is not None and not self.socket.closed:
-                try:
-                    self.socket.disable_monitor()
-                except zmq.ZMQError:
-                    pass
-            self.monitor.close(linger=0)
-            self.monitor = None
-        if self.socket is not None:
-            self.socket.close(linger=0)
-            self.socket = None
 
     def reconnect(self, reason: str) -> None:
         """Abandon the requests in flight: close the socket and connect a new one."""
         log.info("Reconnecting to %s (%s; %d request(s) abandoned)", self.endpoint, reason,
                  self.in_flight)
-        self._close_sockets()
+        self._zmq.close_sockets()
         self._open()
         self.stats.reconnects += 1
 
     def close(self) -> None:
         """Close the sockets, and the context if we created it. Safe to call twice."""
         self.closed = True
-        self._close_sockets()
-        if self.owns_context and not self.context.closed:
-            self.context.term()
+        self._finalizer()
 
     @property
     def poll_items(self) -> list[tuple[zmq.Socket, int]]:
@@ -178,22 +204,37 @@ class ClientCore:
     def expired(self, deadline: float | None) -> bool:
         return deadline is not None and time.monotonic() >= deadline
 
-    def on_ready(self, ready: Sequence[tuple[Any, int]], latest: bool) -> Message | None:
-        """Handle what the poll reported; a decoded message, or ``None`` to keep waiting.
+    def try_receive(self, latest: bool) -> Message | None:
+        """Take a train if one is waiting (never blocks); ``None`` if there is none yet.
 
         Raises
         ------
         ProtocolError
             If the message received cannot be decoded (the next call proceeds normally).
         """
-        sockets = {sock for sock, _ in ready}
-        if self.monitor is not None and self.monitor in sockets:
+        frames = self._recv_nowait()
+        if frames is None:
+            return None
+        dropped = 0
+        if latest:
+            for _ in range(MAX_DRAIN):
+                newer = self._recv_nowait()
+                if newer is None:
+                    break
+                frames = newer
+                dropped += 1
+        if self.sock == "REQ":
+            self.in_flight = max(0, self.in_flight - 1 - dropped)
+            # Prefetch: get the next request(s) on the wire before decoding this train.
+            self._send_requests(max(0, self.prefetch - 1 - self.in_flight))
+        return self._decode(frames, dropped)
+
+    def after_poll(self, ready: Sequence[tuple[Any, int]]) -> None:
+        """React to monitor events the poll reported (the data socket is read by try_receive)."""
+        if self.monitor is not None and any(sock is self.monitor for sock, _ in ready):
             self._check_monitor()
             if self.sock == "REQ" and self.in_flight == 0:
                 self._send_requests(1)
-        if self.socket in sockets:
-            return self._receive(latest)
-        return None
 
     def timed_out(self) -> TimeoutError:
         """Count a timeout, drop requests in flight, and return the error to raise."""
@@ -211,11 +252,8 @@ class ClientCore:
         if self.monitor is None:
             return
         disconnected = False
-        while True:
-            try:
-                event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
-            except zmq.Again:
-                break
+        while self.monitor.get(zmq.EVENTS) & zmq.POLLIN:
+            event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
             if event["event"] == zmq.EVENT_DISCONNECTED:
                 disconnected = True
         if disconnected and self.in_flight:
@@ -230,24 +268,11 @@ class ClientCore:
                 return
             self.in_flight += 1
 
-    def _receive(self, latest: bool) -> Message | None:
-        try:
-            frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
-        except zmq.Again:
+    def _recv_nowait(self) -> list[zmq.Frame] | None:
+        # Checking EVENTS is much cheaper than catching zmq.Again.
+        if not self.socket.get(zmq.EVENTS) & zmq.POLLIN:
             return None
-        dropped = 0
-        if latest:
-            for _ in range(MAX_DRAIN):
-                try:
-                    frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
-                except zmq.Again:
-                    break
-                dropped += 1
-        if self.sock == "REQ":
-            self.in_flight = max(0, self.in_flight - 1 - dropped)
-            # Prefetch: get the next request(s) on the wire before decoding this train.
-            self._send_requests(max(0, self.prefetch - 1 - self.in_flight))
-        return self._decode(frames, dropped)
+        return self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
 
     def _decode(self, frames: list[zmq.Frame], dropped: int) -> Message:
         try:

@@ -192,12 +192,12 @@ class Client(_ClientBase):
         core = self._core
         deadline = core.begin()
         while True:
-            ready = zmq.zmq_poll(core.poll_items, core.remaining_ms(deadline))
-            message = core.on_ready(ready, latest)
+            message = core.try_receive(latest)
             if message is not None:
                 return message
             if core.expired(deadline):
                 raise core.timed_out()
+            core.after_poll(zmq.zmq_poll(core.poll_items, core.remaining_ms(deadline)))
 
     def next(self, *, latest: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
         """Receive the next train as ``(data, meta)``, like ``karabo_bridge.Client.next()``.
@@ -289,15 +289,15 @@ class AsyncClient(_ClientBase):
         core = self._core
         deadline = core.begin()
         while True:
-            poller = zmq.asyncio.Poller()
-            for sock, flags in core.poll_items:
-                poller.register(sock, flags)
-            ready = await poller.poll(core.remaining_ms(deadline))
-            message = core.on_ready(ready, latest)
+            message = core.try_receive(latest)
             if message is not None:
                 return message
             if core.expired(deadline):
                 raise core.timed_out()
+            poller = zmq.asyncio.Poller()
+            for sock, flags in core.poll_items:
+                poller.register(sock, flags)
+            core.after_poll(await poller.poll(core.remaining_ms(deadline)))
 
     async def next(self, *, latest: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
         """Receive the next train as ``(data, meta)``. See :meth:`Client.next`.

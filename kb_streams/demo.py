@@ -170,7 +170,7 @@ def curve_table(result: xr.Dataset, *, title: str = "", width: int = 30) -> str:
     filled = mean[count > 0]
     low, high = (filled.min(), filled.max()) if filled.size else (0.0, 1.0)
     lines.append(f"{dim:>10} {'n':>6} {'mean ± std':>17}")
-    for x, n, m, s in zip(result[dim].values, count, mean, std):
+    for x, n, m, s in zip(result[dim].values, count, mean, std, strict=True):
         if n:
             # bars span the lowest to the highest mean, so that the change stands out
             bar = "█" * (1 + round((width - 1) * (m - low) / (high - low))) if high > low else "█"

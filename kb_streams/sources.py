@@ -10,7 +10,6 @@ asks for the next one, so a slow graph slows the source down instead of queueing
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
 import threading
 import time
@@ -23,8 +22,8 @@ from streamz.sources import Source
 
 from .client import AsyncClient
 from .errors import ProtocolError
-from .protocol import Message
 from .nodes import ForgetValues, forget_values
+from .protocol import Message
 from .train import Train
 
 __all__ = ["SourceStats", "from_karabo_bridge"]
@@ -109,24 +108,6 @@ class _InFlight:
         self._source._in_flight -= 1
         if self._semaphore is not None:
             self._semaphore.release()
-
-
-def _seconds(age: Any) -> float:
-    if age is None:
-        return float("nan")
-    if isinstance(age, datetime.timedelta):
-        return age.total_seconds()
-    if hasattr(age, "dtype") and age.dtype.kind == "m":  # numpy timedelta64
-        return float(age / _ONE_SECOND)
-    return float(age)
-
-
-try:
-    import numpy as _np
-
-    _ONE_SECOND = _np.timedelta64(1, "s")
-except ImportError:  # pragma: no cover - numpy is a dependency
-    _ONE_SECOND = None
 
 
 @Stream.register_api(staticmethod)
@@ -230,7 +211,7 @@ class from_karabo_bridge(ForgetValues, Source):
         self._in_flight = 0
         self._generation = 0
         self._lock: asyncio.Lock | None = None
-        self._receiving: asyncio.Future | None = None
+        self._waiting: asyncio.Future | None = None
         self._age_sum = 0.0
         self._age_count = 0
         self._finished = threading.Event()
@@ -251,7 +232,8 @@ class from_karabo_bridge(ForgetValues, Source):
             live = client.stats
             for name in _CLIENT_COUNTERS:
                 setattr(stats, name, getattr(stats, name) + getattr(live, name, 0))
-            stats.protocol_version = getattr(live, "protocol_version", None) or stats.protocol_version
+            stats.protocol_version = (getattr(live, "protocol_version", None)
+                                      or stats.protocol_version)
         stats.in_flight = self._in_flight
         return stats
 
@@ -274,7 +256,7 @@ class from_karabo_bridge(ForgetValues, Source):
             self.loop.add_callback(self._interrupt)
 
     def _interrupt(self) -> None:
-        task = self._receiving
+        task = self._waiting
         if task is not None and not task.done():
             task.cancel()
 
@@ -300,7 +282,7 @@ class from_karabo_bridge(ForgetValues, Source):
     async def run(self) -> None:
         generation = self._generation
         async with self._run_lock():  # a restart waits for the previous run to wind down
-            crashed = False
+            ended = False
             try:
                 semaphore = (asyncio.Semaphore(self.max_in_flight)
                              if self.max_in_flight is not None else None)
@@ -312,13 +294,13 @@ class from_karabo_bridge(ForgetValues, Source):
                     await self._drain()
                 finally:
                     self._close_client()
+                ended = True
             except Exception:
-                crashed = True
                 logger.exception("Bridge source %s (%s) failed and stopped",
                                  self.endpoint, self.sock)
             finally:
                 if generation == self._generation:
-                    if crashed:
+                    if not ended:
                         self.stopped = True  # so that start() can run it again
                     self._finished.set()
 
@@ -339,8 +321,8 @@ class from_karabo_bridge(ForgetValues, Source):
             return
         finally:
             del message
-        if semaphore is not None:
-            await semaphore.acquire()
+        if semaphore is not None and not await self._interruptible(semaphore.acquire()):
+            return  # stopped while waiting for room in the graph: the train is not emitted
         ticket = _InFlight(self, semaphore)
         self._count(train)
         train_id = train.train_id
@@ -354,22 +336,29 @@ class from_karabo_bridge(ForgetValues, Source):
             self._downstream_error(train_id, failures)
             ticket.release()
 
-    async def _receive(self) -> Message | None:
-        """The next train to emit, or None (timeout, bad message, stopped)."""
-        self._receiving = asyncio.ensure_future(self._client.next_message(latest=self.latest))
+    async def _interruptible(self, awaitable: Any) -> Any:
+        """Await ``awaitable``, or give up (returning None) when :meth:`stop` is called."""
+        self._waiting = asyncio.ensure_future(awaitable)
         try:
-            message = await self._receiving
+            return await self._waiting
         except asyncio.CancelledError:
-            if self.stopped:  # interrupted by stop()
+            if self.stopped:  # cancelled by stop()
                 return None
             raise
+        finally:
+            self._waiting = None
+
+    async def _receive(self) -> Message | None:
+        """The next train to emit, or None (timeout, bad message, stopped)."""
+        try:
+            message = await self._interruptible(self._client.next_message(latest=self.latest))
         except TimeoutError:
             return None
         except ProtocolError as exc:
             self._skipped(exc)
             return None
-        finally:
-            self._receiving = None
+        if message is None:
+            return None
         if self.latest and self.sock != "REQ":
             message = await self._newest(message)
         return message
@@ -385,7 +374,7 @@ class from_karabo_bridge(ForgetValues, Source):
             try:
                 newer = await asyncio.wait_for(self._client.next_message(latest=True),
                                                _DRAIN_GRACE)
-            except TimeoutError:
+            except (TimeoutError, asyncio.TimeoutError):  # distinct classes before Python 3.11
                 break
             except ProtocolError as exc:
                 self._skipped(exc)
@@ -434,13 +423,14 @@ class from_karabo_bridge(ForgetValues, Source):
         stats = self._stats
         stats.trains += 1
         stats.last_train_id = train.train_id
-        age = _seconds(getattr(train, "age", None))
-        if age == age:  # not nan
+        age = train.age
+        if age is not None and age == age:  # trains without timestamps have no age
             self._age_sum += age
             self._age_count += 1
             stats.age_last = age
             stats.age_mean = self._age_sum / self._age_count
-            stats.age_max = age if not stats.age_max >= age else stats.age_max
+            if not stats.age_max >= age:  # (nan before the first)
+                stats.age_max = age
 
     async def _drain(self, timeout: float = 5.0, quiet: float = 0.5) -> None:
         """After stop: wait for the trains still in the graph (bounded).

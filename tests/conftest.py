@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import socket
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _dask_cluster import ProcessCluster
 
 
 def free_tcp_port() -> int:
@@ -27,3 +29,18 @@ def ipc_endpoint(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A fresh ``ipc://`` endpoint in a short temporary directory (ipc paths are length-limited)."""
     directory = Path(tmp_path_factory.mktemp("ipc", numbered=True))
     return f"ipc://{directory / uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def dask_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessCluster]:
+    """One real process cluster per session: ``dask scheduler`` + 2 ``dask worker`` on 127.0.0.1."""
+    cluster = ProcessCluster(tmp_path_factory.mktemp("dask"), n_workers=2)
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture
+def cluster(dask_processes: ProcessCluster) -> ProcessCluster:
+    """The shared process cluster with its 2 workers running (replaced if a test killed one)."""
+    dask_processes.ensure_workers(2)
+    return dask_processes

@@ -4,6 +4,7 @@ raw pyzmq servers that misbehave on purpose."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import threading
 import time
@@ -208,11 +209,35 @@ def test_bad_endpoint_raises_zmqerror_without_leaking_a_context():
     assert _native_threads() == before
 
     # Control: the reference leaks the context it created (ZeroMQ I/O and reaper threads stay).
+    leaked = []
     for _ in range(3):
         with pytest.raises(zmq.ZMQError) as info:
             karabo_bridge.Client("foo")
-        kept.append(info)
+        leaked.append(_reference_client_in(info.tb))
     assert _native_threads() > before
+    for ref in leaked:  # otherwise garbage collection of these may hang in Context.term()
+        ref._socket.close(linger=0)
+        ref._context.term()
+
+
+def _reference_client_in(tb):
+    while tb is not None:
+        obj = tb.tb_frame.f_locals.get("self")
+        if isinstance(obj, karabo_bridge.Client):
+            return obj
+        tb = tb.tb_next
+    raise AssertionError("no karabo_bridge.Client in the traceback")
+
+
+def test_unclosed_client_in_a_reference_cycle_is_cleaned_up(tcp_endpoint):
+    # pyzmq alone would hang here: the sockets' weak references are cleared before the context's
+    # finalizer runs Context.term(), which then waits for sockets nobody can close.
+    before = _native_threads()
+    cycle = [Client(tcp_endpoint), AsyncClient(tcp_endpoint, sock="PULL")]
+    cycle.append(cycle)
+    del cycle
+    gc.collect()
+    assert _native_threads() <= before
 
 
 @pytest.mark.parametrize("sock", ["REQ", "SUB", "PULL"])

@@ -37,7 +37,7 @@ def emit_big(source: Stream, n: int) -> list[weakref.ref]:
 
 
 def test_plain_streamz_pins_the_last_item():
-    """The trap itself (guards the premise of this module: if streamz fixes it, we can drop ours)."""
+    """The trap itself (the premise of this module: if streamz fixes it, we can drop ours)."""
     source = Stream()
     _, out = four_maps(source)
     refs = emit_big(source, 2)

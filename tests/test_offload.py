@@ -11,11 +11,10 @@ import weakref
 
 import numpy as np
 import pytest
-import test_cluster
 import xarray as xr
+from _dask_cluster import ProcessCluster
 from distributed import Client, Event, Queue, rejoin, secede
 from streamz import Stream
-from test_cluster import ProcessCluster
 from tornado.ioloop import IOLoop
 
 from kb_streams.cluster import connect
@@ -23,9 +22,6 @@ from kb_streams.offload import Offload, OffloadError, train_id_of
 
 FIRST = 10_000
 
-# the shared process cluster (fixtures defined in test_cluster.py)
-dask_processes = test_cluster.dask_processes
-cluster = test_cluster.cluster
 
 
 def labelled(tid: int, size: int = 4) -> xr.DataArray:

@@ -127,7 +127,7 @@ def test_req_emits_trains_in_order_and_awaits_the_graph(tcp_endpoint, sources):
         stats = source.stats
     assert [tid for *_, tid in busy] == list(range(FIRST_TID, FIRST_TID + 8))
     # the source waited for each async sink call to finish before emitting the next train
-    assert all(prev[1] <= nxt[0] for prev, nxt in zip(busy, busy[1:]))
+    assert all(prev[1] <= nxt[0] for prev, nxt in zip(busy, busy[1:], strict=False))
     assert set(kinds) == {Train}
     assert isinstance(stats, SourceStats)
     assert (stats.trains, stats.errors, stats.decode_errors) == (8, 0, 0)
@@ -246,6 +246,27 @@ def test_max_in_flight_caps_trains_anywhere_in_the_graph(tcp_endpoint, sources):
     assert done == list(range(FIRST_TID, FIRST_TID + 8))
     assert max(seen_in_flight) <= 2
     assert wait_for(lambda: source.stats.in_flight == 0, timeout=1)
+
+
+def test_stop_is_prompt_while_the_cap_holds_the_source_back(tcp_endpoint, sources):
+    source = Stream.from_karabo_bridge(tcp_endpoint, timeout=0.2, max_in_flight=1)
+    sources.append(source)
+    entered = threading.Event()
+
+    async def stuck(t: Train) -> None:
+        entered.set()
+        await asyncio.Event().wait()  # never returns: the train stays in the graph
+
+    source.buffer(5).sink(stuck)
+    with reference_server(tcp_endpoint, tids=range(FIRST_TID, FIRST_TID + 4)):
+        source.start()
+        assert entered.wait(5)
+        assert wait_for(lambda: source.stats.trains == 1 and source.stats.in_flight == 1)
+        started = time.monotonic()
+        source.stop()
+        assert source.join(3)  # gives up on the stuck train once nothing moves for 0.5 s
+        assert time.monotonic() - started < 1.5
+    assert source.stats.trains == 1  # the cap held back every further train
 
 
 def mean_age(ages: list[float]) -> float:

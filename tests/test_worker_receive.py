@@ -7,10 +7,9 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-import test_cluster
+from _dask_cluster import ProcessCluster
 from distributed import get_worker
 from streamz import Stream
-from test_cluster import ProcessCluster
 
 from kb_streams.reduce import RunningStats, merge_all
 from kb_streams.server import BridgeServer
@@ -23,9 +22,6 @@ from kb_streams.worker_receive import (
 FIRST = 10_000
 MODULE = "SPB_DET_AGIPD1M-1/DET/{}CH0:xtdf"
 
-# the shared process cluster (fixtures defined in test_cluster.py)
-dask_processes = test_cluster.dask_processes
-cluster = test_cluster.cluster
 
 
 def module_data(tid: int, module: int) -> np.ndarray:
@@ -176,7 +172,9 @@ def test_distributed_mean_equals_single_process(cluster: ProcessCluster) -> None
     equal one pass over all trains in one process."""
     n_trains = 16
     with BridgeServer(sock="REP") as server:
-        server.start(trains(n_trains))
+        # paced, so both receivers are connected long before the last train: a REP server hands
+        # trains only to the receivers that have asked, and the second may start a moment later
+        server.start(trains(n_trains), rate=10)
         source = Stream.from_karabo_bridge_on_workers(server.endpoint, train_stats,
                                                       cluster.client, timeout=0.5, wait=5)
         partials = source.sink_to_list()

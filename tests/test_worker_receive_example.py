@@ -7,17 +7,13 @@ import sys
 from pathlib import Path
 
 import pytest
-import test_cluster
-from test_cluster import ProcessCluster
+from _dask_cluster import ProcessCluster
 
 from kb_streams.server import BridgeServer
 from kb_streams.simulate import simulate
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "dask_pipeline.py"
 
-# the shared process cluster (fixtures defined in test_cluster.py)
-dask_processes = test_cluster.dask_processes
-cluster = test_cluster.cluster
 
 
 @pytest.mark.parametrize("mode", ["workers", "offload"])

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 _SERVER_SOCKETS = {"REQ": "REP", "SUB": "PUB", "PULL": "PUSH"}
 
+
 class _Rate:
     """Trains per second over the last few seconds, from a growing counter."""
 
@@ -53,11 +54,12 @@ def status_line(stats: SourceStats, rate: float) -> str:
     --------
     >>> from kb_streams.sources import SourceStats
     >>> print(status_line(SourceStats(trains=10, age_last=0.05, age_mean=0.04), rate=9.9))
-    trains 10 | 9.9/s | age 0.050 s (mean 0.040) | gaps 0 | dropped 0 | errors 0 | in flight 0
+    trains 10 | 9.9/s | age 0.050 s (mean 0.040) | lost 0 | dropped 0 | errors 0 | in flight 0
     """
-    age = "-" if math.isnan(stats.age_last) else f"{stats.age_last:.3f} s (mean {stats.age_mean:.3f})"
+    age = ("-" if math.isnan(stats.age_last)
+           else f"{stats.age_last:.3f} s (mean {stats.age_mean:.3f})")
     errors = stats.errors + stats.decode_errors
-    return (f"trains {stats.trains} | {rate:.1f}/s | age {age} | gaps {stats.gaps} | "
+    return (f"trains {stats.trains} | {rate:.1f}/s | age {age} | lost {stats.gaps} | "
             f"dropped {stats.dropped} | errors {errors} | in flight {stats.in_flight}")
 
 
@@ -230,7 +232,8 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
              "(default: start a simulator on tcp://127.0.0.1:<free port>)")
     bridge.add_argument(
         "--sock", "-z", type=reader_socket, default="REQ", metavar="{REQ,SUB,PULL}",
-        help="socket type matching the server's REP, PUB or PUSH (default: REQ)")
+        help="socket type matching the server's REP, PUB or PUSH (default: REQ); the "
+             "embedded simulator serves the matching one")
     bridge.add_argument("--trains", "-n", type=positive_int, default=None, metavar="N",
                         help="stop after N trains and print a summary (default: until Ctrl-C)")
     bridge.add_argument("--timeout", type=positive_float, default=5.0, metavar="S",

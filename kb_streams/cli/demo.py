@@ -43,7 +43,8 @@ def _roi(text: str) -> tuple[int, tuple[int, int], tuple[int, int]]:
     match = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*:\s*(\d+)\s*,\s*(\d+)\s*:\s*(\d+)\s*", text)
     if not match:
         raise argparse.ArgumentTypeError(
-            f"expected MODULE:SS_START:SS_STOP,FS_START:FS_STOP (e.g. 0:198:230,57:89), not {text!r}")
+            f"expected MODULE:SS_START:SS_STOP,FS_START:FS_STOP (e.g. 0:198:230,57:89), "
+            f"not {text!r}")
     module, ss0, ss1, fs0, fs1 = map(int, match.groups())
     if ss1 <= ss0 or fs1 <= fs0:
         raise argparse.ArgumentTypeError(f"empty ROI {text!r}")

@@ -1,4 +1,4 @@
-"""``kb-streams run PIPELINE.py``: run your own streamz graph on a bridge stream, with live status."""
+"""``kb-streams run PIPELINE.py``: run your own streamz graph on a bridge stream, live."""
 
 from __future__ import annotations
 
