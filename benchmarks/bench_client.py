@@ -253,7 +253,8 @@ def format_table(report: dict[str, Any]) -> str:
     lines = [
         f"Client throughput: {report['bytes_per_train'] / 1e6:.1f} MB per train, "
         f"{settings['trains']} trains x {settings['rounds']} rounds, medians; "
-        f"REQ+work: {settings['work_ms']:g} ms per train, ours with prefetch={settings['prefetch']}",
+        f"REQ+work: {settings['work_ms']:g} ms per train, "
+        f"ours with prefetch={settings['prefetch']}",
         "",
         f"{'scenario':10s} {'client':14s} {'trains/s':>9s} {'GB/s':>7s}",
     ]

@@ -21,6 +21,12 @@ Run with ``kb-streams bench dask`` or ``python benchmarks/bench_dask.py``; ``--p
 ``--warmup`` trains, and bytes per train that crossed process boundaries: from the bridge, and
 between the graph's process and the workers (scattered trains, task messages, results), the latter
 also as a fraction of the train size.
+
+``--soak N`` instead runs one long ``offload`` case (default 1 pulse: 5 MB trains, 2 workers,
+``n=4``) and checks that memory stays flat: every ``--sample-every`` trains it samples the RSS of
+the graph's process (which also hosts the local scheduler), of each worker and of the bridge, and
+counts what is alive: the client's futures, the scheduler's tasks and the keys the workers hold.
+It prints the series and the RSS growth between the first and the last 10 % of the run.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import cloudpickle
@@ -238,21 +244,178 @@ def run_workers(endpoint: str, sock: str, client: Any, workers: int, pids: dict[
 
 
 # ---------------------------------------------------------------------------------------------
+# soak: does a long offload run keep memory flat?
+
+
+def _scheduler_tasks(dask_scheduler: Any) -> int:
+    return len(dask_scheduler.tasks)
+
+
+def _worker_keys(dask_worker: Any) -> int:
+    return len(dask_worker.data)
+
+
+@dataclass
+class Sample:
+    trains: int  # results and error records so far
+    seconds: float
+    rss: dict[str, float]  # MB by process: graph (with the local scheduler), bridge, w0, w1...
+    futures: int  # the client's live futures
+    tasks: int  # the scheduler's tasks
+    worker_keys: int  # keys held by all workers
+    in_flight: int  # the offload node's items in flight
+
+
+@dataclass
+class _Counter:
+    """The sink: counts results and error records; the main thread waits for sample marks."""
+
+    results: int = 0
+    errors: list[str] = field(default_factory=list)
+    cond: threading.Condition = field(default_factory=threading.Condition)
+
+    @property
+    def total(self) -> int:
+        return self.results + len(self.errors)
+
+    def result(self, _: Any) -> None:
+        with self.cond:
+            self.results += 1
+            self.cond.notify_all()
+
+    def error(self, record: Any) -> None:
+        with self.cond:
+            self.errors.append(str(record))
+            self.cond.notify_all()
+
+    def wait_for(self, n: int, timeout: float) -> int:
+        with self.cond:
+            self.cond.wait_for(lambda: self.total >= n, timeout)
+            return self.total
+
+
+def _growth(samples: list[Sample], n: int) -> dict[str, tuple[float, float]]:
+    """Median RSS (MB) per process over the first and the last 10 % of the run."""
+    head = [s for s in samples if 0 < s.trains <= max(n // 10, 1)] or samples[1:2]
+    tail = [s for s in samples if s.trains >= n - n // 10] or samples[-1:]
+    return {role: (float(np.median([s.rss[role] for s in head])),
+                   float(np.median([s.rss[role] for s in tail]))) for role in samples[0].rss}
+
+
+def soak(args: argparse.Namespace) -> int:
+    """Offload ``args.soak`` trains from a bridge; sample memory and live objects as they go."""
+    from streamz import Stream
+
+    import kb_streams.offload  # noqa: F401 - registers Stream.offload
+    import kb_streams.sources  # noqa: F401 - registers Stream.from_karabo_bridge
+    from kb_streams.cluster import connect
+
+    n = args.soak
+    pulses = 1 if args.pulses is None else args.pulses
+    cost_ms = 5.0 if args.cost_ms is None else args.cost_ms
+    workers = (args.workers or [2])[-1]
+    every = args.sample_every or max(1, n // 50)
+    endpoint = _free_endpoint()
+    server_sock = {"REQ": "REP", "PULL": "PUSH"}[args.sock]
+    print(f"soak: {n} AGIPD-1M trains of {pulses} pulse(s) ({5.2 * pulses:.1f} MB), offload(n="
+          f"{2 * workers}) to {workers} worker(s), reduction {cost_ms:g} ms CPU, bridge "
+          f"{server_sock}; sampling every {every} trains", flush=True)
+    client = connect(n_workers=workers, threads_per_worker=1, set_as_default=False)
+    server = _serve(endpoint, server_sock, pulses)
+    try:
+        procs = {"graph": psutil.Process(), "bridge": psutil.Process(server.pid)}
+        for i, pid in enumerate(client.run(os.getpid).values()):
+            procs[f"w{i}"] = psutil.Process(pid)
+        source = Stream.from_karabo_bridge(endpoint, sock=args.sock, timeout=args.timeout,
+                                           prefetch=2 if args.sock == "REQ" else 1)
+        node = source.offload(REDUCE, cost_ms, n=2 * workers, client=client)
+        counter = _Counter()
+        node.sink(counter.result)
+        node.errors.sink(counter.error)
+        start = time.perf_counter()
+
+        def sample() -> Sample:
+            return Sample(counter.total, time.perf_counter() - start,
+                          {role: p.memory_info().rss / 1e6 for role, p in procs.items()},
+                          len(client.futures), client.run_on_scheduler(_scheduler_tasks),
+                          sum(client.run(_worker_keys).values()), node.stats.in_flight)
+
+        samples = [sample()]
+        _print_sample(samples[0], header=True)
+        source.start()
+        try:
+            mark = every
+            while mark <= n:
+                got = counter.wait_for(mark, args.timeout)
+                if got < mark:
+                    raise TimeoutError(f"only {got} of {n} trains after {args.timeout} s "
+                                       f"without progress")
+                samples.append(sample())
+                _print_sample(samples[-1])
+                mark = (samples[-1].trains // every + 1) * every
+        finally:
+            source.stop()
+            source.join(timeout=30)
+            node.drain(timeout=60)
+        rate = samples[-1].trains / samples[-1].seconds
+        # releasing keys is asynchronous: give the scheduler a moment before the last count
+        deadline = time.monotonic() + 10
+        after = sample()
+        while (after.futures or after.tasks or after.worker_keys) and time.monotonic() < deadline:
+            time.sleep(0.1)
+            after = sample()
+    finally:
+        server.terminate()
+        server.wait(30)
+        client.close()
+    growth = _growth(samples, n)
+    print(f"{samples[-1].trains} trains in {samples[-1].seconds:.1f} s ({rate:.1f} trains/s), "
+          f"{len(counter.errors)} error record(s); max in flight {node.stats.max_in_flight}, "
+          f"max client futures {max(s.futures for s in samples)}, "
+          f"max scheduler tasks {max(s.tasks for s in samples)}, "
+          f"max worker keys {max(s.worker_keys for s in samples)}")
+    print("RSS, median of the first 10 % -> the last 10 % of the run:")
+    for role, (first, last) in growth.items():
+        print(f"  {role:<7} {first:8.1f} -> {last:8.1f} MB  ({last - first:+.1f} MB)")
+    print(f"after the run: {after.futures} client futures, {after.tasks} scheduler tasks, "
+          f"{after.worker_keys} keys on the workers")
+    for text in counter.errors[:5]:
+        print(f"  error: {text}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"soak": n, "pulses": pulses, "cost_ms": cost_ms, "workers": workers,
+                       "rate": rate, "errors": counter.errors,
+                       "growth_mb": {r: last - first for r, (first, last) in growth.items()},
+                       "after": asdict(after), "samples": [asdict(s) for s in samples]},
+                      f, indent=1)
+    return 0
+
+
+def _print_sample(s: Sample, header: bool = False) -> None:
+    if header:
+        print(f"{'trains':>6} {'s':>6} " + " ".join(f"{role + ' MB':>9}" for role in s.rss)
+              + f" {'futures':>7} {'tasks':>5} {'w-keys':>6} {'in-flight':>9}")
+    print(f"{s.trains:>6} {s.seconds:>6.1f} " + " ".join(f"{mb:>9.1f}" for mb in s.rss.values())
+          + f" {s.futures:>7} {s.tasks:>5} {s.worker_keys:>6} {s.in_flight:>9}", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
 # command line
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``kb-streams bench dask``."""
-    parser.add_argument("--pulses", type=int, default=64,
-                        help="pulses per train (64: 268 MB AGIPD-1M trains; default %(default)s)")
+    parser.add_argument("--pulses", type=int, default=None,
+                        help="pulses per train (64: 268 MB AGIPD-1M trains; default 64, or 1 with "
+                             "--soak)")
     parser.add_argument("--trains", type=int, default=20,
                         help="trains timed per case (default %(default)s)")
     parser.add_argument("--warmup", type=int, default=3,
                         help="trains before timing starts (default %(default)s)")
-    parser.add_argument("--cost-ms", type=float, default=150.0,
-                        help="CPU time of the reduction per train (default %(default)s)")
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],
-                        help="worker counts to try (default: 1 2)")
+    parser.add_argument("--cost-ms", type=float, default=None,
+                        help="CPU time of the reduction per train (default 150, or 5 with --soak)")
+    parser.add_argument("--workers", type=int, nargs="+", default=None,
+                        help="worker counts to try (default: 1 2; --soak uses the last, default 2)")
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES),
                         help="cases to run (default: all)")
     parser.add_argument("--sock", choices=["REQ", "PULL"], default="REQ",
@@ -260,6 +423,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=30.0,
                         help="seconds to wait for one train (default %(default)s)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--soak", type=int, metavar="N", default=0,
+                        help="instead of the cases: offload N trains and sample memory (see above)")
+    parser.add_argument("--sample-every", type=int, metavar="K", default=0,
+                        help="--soak: sample every K trains (default: N/50)")
 
 
 def _table(cases: list[Case]) -> str:
@@ -282,9 +449,14 @@ def _table(cases: list[Case]) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run the cases; print a table (and write JSON). Returns the exit status."""
+    """Run the cases (or the soak); print a table (and write JSON). Returns the exit status."""
+    if args.soak:
+        return soak(args)
     from kb_streams.cluster import connect
 
+    args.pulses = 64 if args.pulses is None else args.pulses
+    args.cost_ms = 150.0 if args.cost_ms is None else args.cost_ms
+    args.workers = args.workers or [1, 2]
     endpoint = _free_endpoint()
     server_sock = {"REQ": "REP", "PULL": "PUSH"}[args.sock]
     mb = 16 * 512 * 128 * 4 * args.pulses / 1e6

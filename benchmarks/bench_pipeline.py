@@ -18,7 +18,9 @@ work itself (about 5-10 ms per train on 2 cores) dominates; compare with ``bare+
 
 Then, without sockets: the time to label one train's 16 modules (``train[source,
 key].xarray()``) with 1 and with 352 pulses. Labelling makes views, never copies, so the two must
-be the same.
+be the same. And the time to stack them (``train.stack_modules()``, the one copy) at
+``--pulses``, from the online layout ``(fast_scan, slow_scan, pulse)`` and the file layout
+``(pulse, slow_scan, fast_scan)``: both are a straight copy per module, so they must be close.
 
 Run with ``kb-streams bench pipeline`` or ``python benchmarks/bench_pipeline.py``;
 ``--pulses 4 --trains 20`` makes a quick run.
@@ -156,6 +158,20 @@ def labelling_seconds(pulses: int, repeat: int) -> float:
     return min(timeit.repeat(lambda: label_modules(train), number=10, repeat=repeat)) / 10
 
 
+def stacking_seconds(pulses: int, layout: str, repeat: int) -> float:
+    """Best time to stack the 16 modules of one AGIPD train (``layout``: online or file)."""
+    from kb_streams.train import Train
+
+    shape = (128, 512, pulses) if layout == "online" else (pulses, 512, 128)
+    data = {f"SPB_DET_AGIPD1M-1/DET/{m}CH0:xtdf": {
+        KEY: np.full(shape, m, np.float32), "image.pulseId": np.arange(pulses, dtype=np.uint64)}
+        for m in range(16)}
+    train = Train(data, {src: {"timestamp.tid": 10_000} for src in data})
+    if train.stack_modules().dims != ("module", "pulse", "slow_scan", "fast_scan"):
+        raise AssertionError("stacking gave the wrong dims")
+    return min(timeit.repeat(train.stack_modules, number=3, repeat=repeat)) / 3
+
+
 # ---------------------------------------------------------------------------------------------
 # command line
 
@@ -206,11 +222,18 @@ def main(args: argparse.Namespace) -> int:
     label_ratio = label[352] / label[1]
     print(f"labelling 16 modules: {label[1] * 1e3:.2f} ms at 1 pulse, {label[352] * 1e3:.2f} ms "
           f"at 352 pulses (x{label_ratio:.2f}; zero-copy views)")
+    stack = {layout: stacking_seconds(args.pulses, layout, args.repeat)
+             for layout in ("online", "file")}
+    print(f"stacking 16 modules x {args.pulses} pulses ({mb:.0f} MB): "
+          f"{stack['online'] * 1e3:.1f} ms from the online layout, "
+          f"{stack['file'] * 1e3:.1f} ms from the file layout "
+          f"({mb / 1e3 / stack['online']:.1f} GB/s online)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"pulses": args.pulses, "trains": args.trains, "prefetch": args.prefetch,
                        "rates": rates, "ratio": ratio,
-                       "labelling_seconds": {str(k): v for k, v in label.items()}}, f, indent=1)
+                       "labelling_seconds": {str(k): v for k, v in label.items()},
+                       "stacking_seconds": stack}, f, indent=1)
     return 0
 
 

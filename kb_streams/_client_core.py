@@ -1,18 +1,18 @@
 """Everything :class:`~kb_streams.Client` and :class:`~kb_streams.AsyncClient` share.
 
-The core owns the ZeroMQ sockets and does all socket I/O itself, always non-blocking. The only thing a
-transport adds is *waiting* for the sockets to become readable: ``zmq.poll`` for the sync client,
-``zmq.asyncio.Poller`` for the async one. So requests, prefetch, recovery, decoding and counters are
-written once (the httpx pattern: one core, two thin transports).
+The core owns the ZeroMQ sockets and does all socket I/O itself, always non-blocking. The only
+thing a transport adds is *waiting* for the sockets to become readable: ``zmq.zmq_poll`` for the
+sync client, ``zmq.asyncio.Poller`` for the async one. So requests, prefetch, recovery, decoding
+and counters are written once (the httpx pattern: one core, two thin transports).
 
 How 'REQ' works
 ---------------
 The reference client uses a REQ socket. A REQ socket whose request was taken by a server that then
 died stays in its "waiting for a reply" state forever: every later ``next()`` times out, even once a
 healthy server is back (protocol.md §2). We speak the same wire protocol with a DEALER socket
-instead. It sends ``[b'', b'next']``, exactly the bytes a REQ socket puts on the wire, so any REP (or
-ROUTER) server answers it, and the reply comes back as ``[b'', part, ...]``. Because DEALER has no
-lock-step state we count the requests in flight ourselves, which gives:
+instead. It sends ``[b'', b'next']``, exactly the bytes a REQ socket puts on the wire, so any REP
+(or ROUTER) server answers it, and the reply comes back as ``[b'', part, ...]``. DEALER has no
+lock-step state, so we count the requests in flight ourselves, which gives:
 
 * **recovery**: when a wait times out, or the socket monitor reports that the connection dropped
   while requests were outstanding, those requests are abandoned: the socket is closed and a new one
@@ -24,9 +24,8 @@ lock-step state we count the requests in flight ourselves, which gives:
 * **prefetch**: with ``prefetch=N`` a new request is sent as soon as a train arrives, so N-1
   requests travel while the caller works on the train it got. At most ``max(1, N-1)`` requests are
   ever in flight, so at most N trains are held in memory at once (the caller's one included).
-  A REP server with the reference's high-water mark of 1 silently drops replies when more than two
-  requests are outstanding, so values above 3 are not recommended with such servers (a dropped
-  reply is recovered only through the timeout).
+  Each REP server answers its requests one by one, in order, so replies cannot overtake each
+  other. Should a reply ever be lost, the timeout recovers.
 """
 
 from __future__ import annotations

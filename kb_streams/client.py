@@ -42,9 +42,9 @@ _PARAMETERS_DOC = """
     prefetch
         REQ only: how many trains to have requested at once, counting the one being returned. The
         default 1 requests on demand, like ``karabo_bridge.Client``. With 2, the next train is
-        requested as soon as one arrives, so it travels while you work on this one (at most
-        ``prefetch`` trains are held in memory). More than 3 can make a REP server with a
-        high-water mark of 1 drop replies.
+        requested as soon as one arrives, so it travels while you work on this one. At most
+        ``prefetch`` trains are held in memory; more than 2 rarely helps, as the transfer is then
+        the bottleneck.
     hwm
         ZeroMQ high-water mark (messages) of the data socket, 1 as in the reference. A larger value
         lets SUB/PULL queue more trains (see ``latest=True``), at the cost of memory.

@@ -1,10 +1,11 @@
 """The pump-probe demo: a delay scan's curve, live, from AGIPD modules, the XGM and a delay line.
 
-Per train: take the detector module holding the region of interest (ROI) on the pump-sensitive
-ring, label it (``pulse``, ``slow_scan``, ``fast_scan``), sum the ROI per pulse, divide by the
-XGM pulse energies, and compare pumped (even) with unpumped (odd) pulses. The ratios are binned by
-the delay-line position: the pump-probe curve. On the simulator (:mod:`kb_streams.simulate`) the
-curve is ``1 + 0.5 * S(delay)``: 1.0 before time zero, rising to ~1.49 at 4 ps.
+Per train: stack the detector modules into one labelled array (``module``, ``pulse``,
+``slow_scan``, ``fast_scan``), sum the region of interest (ROI) on the pump-sensitive ring per
+pulse, divide by the XGM pulse energies, and compare pumped (even) with unpumped (odd) pulses.
+The ratios are binned by the delay-line position: the pump-probe curve. On the simulator
+(:mod:`kb_streams.simulate`) the curve is ``1 + 0.5 * S(delay)``: 1.0 before time zero, rising
+to ~1.49 at 4 ps.
 
 ``kb-streams demo`` runs this graph against an embedded simulator; :func:`pump_probe_graph` is
 the part to copy into your own pipelines. (xarray, streamz and the simulator are imported where
@@ -14,15 +15,12 @@ they are used, so that the ``kb-streams`` command starts fast.)
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
-from .layouts import detector_for
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -80,16 +78,6 @@ class PumpProbeSetup:
     bins: tuple[float, ...] = field(default_factory=lambda: tuple(_edges(SCAN_DELAYS)))
     pump_every: int = 2
 
-    def module_source(self, train: Train) -> str:
-        """The source of the ROI's module in ``train``."""
-        for source in train.sources:
-            if fnmatch.fnmatchcase(source, self.detector_sources):
-                spec = detector_for(source)
-                if spec is not None and spec.module_number(source) == self.module:
-                    return source
-        raise KeyError(f"train {train.train_id}: no source matching "
-                       f"{self.detector_sources!r} for module {self.module}")
-
 
 def ratio_of_train(train: Train, setup: PumpProbeSetup) -> tuple[float, float]:
     """``(delay, pumped/unpumped ratio)`` of one train: the demo's per-train step.
@@ -105,11 +93,11 @@ def ratio_of_train(train: Train, setup: PumpProbeSetup) -> tuple[float, float]:
     """
     import xarray as xr
 
-    source = setup.module_source(train)
-    # 1. a labelled view on the module's image (no copy): dims (pulse, slow_scan, fast_scan)
-    image = train[source, setup.key].xarray()
+    # 1. all modules in one labelled array (the one copy): (module, pulse, slow_scan, fast_scan)
+    modules = train.stack_modules(setup.key, setup.detector_sources)
     # 2. per-pulse ROI intensity, normalised by the XGM pulse energies
-    roi = image.isel(slow_scan=slice(*setup.slow_scan), fast_scan=slice(*setup.fast_scan))
+    roi = modules.sel(module=setup.module).isel(slow_scan=slice(*setup.slow_scan),
+                                                fast_scan=slice(*setup.fast_scan))
     intensity = roi.sum(("slow_scan", "fast_scan"), dtype=np.float64)
     n_pulses = intensity.sizes["pulse"]
     energy = train[setup.xgm, setup.xgm_key].ndarray()[:n_pulses]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import xarray as xr
@@ -119,6 +119,37 @@ def _detector_view(arr: np.ndarray, lay: Layout, spec: DetectorSpec, source: str
     return view, dims, coords
 
 
+def _labelled(arr: np.ndarray, *, source: str, key: str, source_data: Mapping[str, Any],
+              layout: LayoutArg, spec: DetectorSpec | None, pulse_index: str, where: str
+              ) -> tuple[np.ndarray, list[str], dict[str, Any], str | None]:
+    """``(view, dims, coords, layout name or None)`` of one value: label_array without xarray."""
+    lay = None
+    if spec is not None and key not in spec.pulse_keys and spec.holds_images(key) \
+            and (arr.ndim >= 2 or layout is not None):
+        n_pulses, from_file = pulse_count(spec, source_data)
+        lay = resolve_layout(arr.shape, spec, n_pulses=n_pulses,
+                             per_module=spec.module_number(source) is not None,
+                             prefer_file=from_file, layout=layout, where=where)
+    if lay is not None:
+        view, dims, coords = _detector_view(arr, lay, spec, source, source_data, pulse_index)
+        return view, dims, coords, lay.name
+    coords = {}
+    if layout is not None:
+        dims = list(parse_layout(layout))
+        if len(dims) != arr.ndim:
+            raise LayoutError(f"layout {tuple(dims)} has {len(dims)} axes but {where} has "
+                              f"shape {arr.shape}")
+    else:
+        dims = [f"dim_{i}" for i in range(arr.ndim)]
+    if spec is not None and layout is None and arr.ndim >= 1 \
+            and key.startswith(spec.group + "."):
+        n_pulses, _ = pulse_count(spec, source_data)
+        if n_pulses is not None and arr.shape[0] == n_pulses:
+            pulse_dim, coords = _pulse_coords(spec, source_data, n_pulses, pulse_index)
+            dims = [pulse_dim] + [f"dim_{i}" for i in range(arr.ndim - 1)]
+    return arr, dims, coords, None
+
+
 def label_array(
     value: Any,
     *,
@@ -187,41 +218,17 @@ def label_array(
     where = f"source {source!r} key {key!r}"
     if train_id is not None:
         where += f" (train {train_id})"
-    arr = _as_array(value, where)
-    source_data = {} if source_data is None else source_data
+    view, dims, labels, layout_name = _labelled(
+        _as_array(value, where), source=source, key=key,
+        source_data={} if source_data is None else source_data, layout=layout,
+        spec=detector_for(source, detector), pulse_index=pulse_index, where=where)
     attrs: dict[str, Any] = {}
     coords: dict[str, Any] = {}
     _context(attrs, coords, source=source, key=key, train_id=train_id, timestamp=timestamp,
              protocol=protocol)
-
-    spec = detector_for(source, detector)
-    lay = None
-    if spec is not None and key not in spec.pulse_keys and spec.holds_images(key) \
-            and (arr.ndim >= 2 or layout is not None):
-        n_pulses, from_file = pulse_count(spec, source_data)
-        lay = resolve_layout(arr.shape, spec, n_pulses=n_pulses,
-                             per_module=spec.module_number(source) is not None,
-                             prefer_file=from_file, layout=layout, where=where)
-    if lay is not None:
-        view, dims, det_coords = _detector_view(arr, lay, spec, source, source_data, pulse_index)
-        coords.update(det_coords)
-        attrs["layout"] = lay.name
-    else:
-        view = arr
-        if layout is not None:
-            dims = list(parse_layout(layout))
-            if len(dims) != arr.ndim:
-                raise LayoutError(f"layout {tuple(dims)} has {len(dims)} axes but {where} has "
-                                  f"shape {arr.shape}")
-        else:
-            dims = [f"dim_{i}" for i in range(arr.ndim)]
-        if spec is not None and layout is None and arr.ndim >= 1 \
-                and key.startswith(spec.group + "."):
-            n_pulses, _ = pulse_count(spec, source_data)
-            if n_pulses is not None and arr.shape[0] == n_pulses:
-                pulse_dim, pulse_coords = _pulse_coords(spec, source_data, n_pulses, pulse_index)
-                dims = [pulse_dim] + [f"dim_{i}" for i in range(arr.ndim - 1)]
-                coords.update(pulse_coords)
+    coords.update(labels)
+    if layout_name is not None:
+        attrs["layout"] = layout_name
     return xr.DataArray(view, dims=dims, coords=coords, attrs=attrs,
                         name=name if name is not None else f"{source}.{key}")
 
@@ -333,6 +340,7 @@ def stack_modules(
     fill_value: float = np.nan,
     dtype: Any = None,
     layout: LayoutArg = None,
+    roi: slice | tuple[slice, ...] = (),
     detector: str | DetectorSpec | None = None,
     pattern: str | None = None,
     pulse_index: str = "pulseId",
@@ -342,8 +350,11 @@ def stack_modules(
 ) -> xr.DataArray:
     """Stack one key of per-module sources into ``('module', 'pulse', 'slow_scan', 'fast_scan')``.
 
-    This is the one place detector data is copied: into a single new array, each module
-    transposed from its received layout on the way.
+    This is the one place detector data is copied, once, into a single new array. That array is
+    laid out in memory as the modules arrive (online XTDF data: ``(module, fast_scan,
+    slow_scan, pulse)``), so each module is one straight copy, and the result is a transposed
+    view of it: labelled in EXtra-data's order, whatever the memory order. (``.values`` is
+    then not C-contiguous; ``np.ascontiguousarray`` makes a second copy if you need one.)
 
     Parameters
     ----------
@@ -367,6 +378,9 @@ def stack_modules(
         dtype of the output (default: the modules' common dtype).
     layout, detector, pulse_index
         As for :func:`label_array`, applied to each module.
+    roi
+        Pixels to keep in every module, as extra-data's ``roi``: ``np.s_[ss0:ss1, fs0:fs1]``
+        (slices of ``slow_scan``, then ``fast_scan``). Only they are copied.
     pattern
         Regex with one group giving the module number in a source name. Default for the family:
         ``/(?:DET|CORR)/(\\d+)CH`` for XTDF, ``/(?:DET|CORR)/(?:JNGFR|MODULE_|RECEIVER-)(\\d+)``
@@ -384,7 +398,7 @@ def stack_modules(
     --------
     >>> import numpy as np
     >>> data = {f'SPB_DET_AGIPD1M-1/DET/{m}CH0:xtdf': {
-    ...             'image.data': np.full((3, 512, 128), m, np.float32),
+    ...             'image.data': np.full((128, 512, 3), m, np.float32),  # online: (fs, ss, pulse)
     ...             'image.pulseId': np.arange(3, dtype=np.uint64)}
     ...         for m in (0, 2)}
     >>> arr = stack_modules(data, 'image.data', modules=4, train_id=10000)
@@ -392,14 +406,17 @@ def stack_modules(
     (('module', 'pulse', 'slow_scan', 'fast_scan'), (4, 3, 512, 128))
     >>> arr.module_present.values.tolist(), float(arr[2, 0, 0, 0]), bool(np.isnan(arr[1]).all())
     ([True, False, True, False], 2.0, True)
+    >>> stack_modules(data, 'image.data', roi=np.s_[198:230, 57:89]).shape
+    (16, 3, 32, 32)
     """
     if not data:
         raise ValueError(f"no sources to stack for key {key!r}")
     first = next(iter(data))
     spec = detector_for(first, detector)
     regex, first_module = _module_pattern(spec, pattern, first)
+    in_train = f" (train {train_id})" if train_id is not None else ""
 
-    views: dict[int, xr.DataArray] = {}
+    found: dict[int, _Module] = {}
     for source, source_data in data.items():
         match = regex.search(source)
         if match is None:
@@ -407,87 +424,113 @@ def stack_modules(
         modno = int(match.group(1))
         if key not in source_data:
             continue
-        da = label_array(source_data[key], source=source, key=key, source_data=source_data,
-                         train_id=train_id, layout=layout, detector=spec, pulse_index=pulse_index)
-        if "module" in da.dims:
+        where = f"source {source!r} key {key!r}{in_train}"
+        view, dims, labels, layout_name = _labelled(
+            _as_array(source_data[key], where), source=source, key=key, source_data=source_data,
+            layout=layout, spec=detector_for(source, spec), pulse_index=pulse_index, where=where)
+        if "module" in dims:
             raise ValueError(f"source {source!r} key {key!r} already holds several modules "
-                             f"(dims {da.dims}); label it with Train[source, key].xarray()")
-        if modno in views:
-            raise ValueError(f"two sources for module {modno}: {views[modno].attrs['source']!r} "
+                             f"(dims {tuple(dims)}); label it with Train[source, key].xarray()")
+        if modno in found:
+            raise ValueError(f"two sources for module {modno}: {found[modno].source!r} "
                              f"and {source!r}")
-        views[modno] = da
-    if not views:
+        found[modno] = _Module(source, _select_pixels(view, dims, roi, where), tuple(dims),
+                               {name: c for name, c in labels.items() if isinstance(c, tuple)},
+                               layout_name or "custom")
+    if not found:
         raise ValueError(f"none of the sources {sorted(data)} has key {key!r}")
 
-    ref = next(iter(views.values()))
-    for da in views.values():
-        if da.dims != ref.dims or da.shape != ref.shape:
+    ref = next(iter(found.values()))
+    for mod in found.values():
+        if mod.dims != ref.dims or mod.view.shape != ref.view.shape:
             raise ValueError(
-                f"modules differ in shape for key {key!r}: {ref.attrs['source']!r} has "
-                f"{dict(ref.sizes)}, {da.attrs['source']!r} has {dict(da.sizes)}"
-                + (f" (train {train_id})" if train_id is not None else ""))
+                f"modules differ in shape for key {key!r}: {ref.source!r} has "
+                f"{ref.sizes}, {mod.source!r} has {mod.sizes}{in_train}")
 
     if modules is None:
         n = full_module_count(spec, first) if spec is not None else None
         expected = list(range(first_module, first_module + n)) if n else \
-            list(range(min(first_module, min(views)), max(views) + 1))
+            list(range(min(first_module, min(found)), max(found) + 1))
     elif isinstance(modules, int | np.integer):
         expected = list(range(first_module, first_module + int(modules)))
     else:
         expected = [int(m) for m in modules]
-    unexpected = sorted(set(views) - set(expected))
+    unexpected = sorted(set(found) - set(expected))
     if unexpected:
         raise ValueError(f"modules {unexpected} found in the data are not among the expected "
                          f"modules {expected}")
 
     out_dtype = np.dtype(dtype) if dtype is not None else \
-        np.result_type(*[da.dtype for da in views.values()])
+        np.result_type(*[mod.view.dtype for mod in found.values()])
     fill = _fill_for(fill_value, out_dtype)
-    out = np.empty((len(expected),) + ref.shape, dtype=out_dtype)
+    out = _empty_stack(len(expected), ref.view, out_dtype)
     casting = "unsafe" if dtype is not None else "same_kind"
     for i, modno in enumerate(expected):
-        if modno in views:
-            _copy_transposed(out[i], views[modno].data, casting)
+        if modno in found:
+            np.copyto(out[i], found[modno].view, casting=casting)
         else:
             out[i] = fill
 
     coords: dict[str, Any] = {
         "module": ("module", np.asarray(expected)),
-        "module_present": ("module", np.array([m in views for m in expected])),
+        "module_present": ("module", np.array([m in found for m in expected])),
     }
-    for name, coord in ref.coords.items():
-        if name in ("module", "trainId") or not coord.dims:
-            continue
-        for da in views.values():
-            if not np.array_equal(da.coords[name].values, coord.values):
+    for name, (dim, values) in ref.coords.items():
+        for mod in found.values():
+            if not np.array_equal(mod.coords[name][1], values):
                 logger.warning("train %s: %s differs between modules %r and %r; using the first",
-                               train_id, name, ref.attrs["source"], da.attrs["source"])
+                               train_id, name, ref.source, mod.source)
                 break
-        coords[name] = (coord.dims, coord.values)
+        coords[name] = (dim, values)
     attrs: dict[str, Any] = {}
     prefix = first.partition("/")[0]
     _context(attrs, coords, source=prefix, key=key, train_id=train_id, timestamp=timestamp,
              protocol=protocol)
-    attrs["layout"] = ref.attrs.get("layout", "custom")
-    attrs["sources"] = [views[m].attrs["source"] for m in expected if m in views]
+    attrs["layout"] = ref.layout
+    attrs["sources"] = [found[m].source for m in expected if m in found]
     return xr.DataArray(out, dims=("module",) + ref.dims, coords=coords, attrs=attrs,
                         name=f"{prefix}.{key}")
 
 
-_FAR = 4096  # bytes between neighbours on the last axis beyond which a plain copy thrashes
-_BLOCK = 16
+class _Module(NamedTuple):
+    """One module to stack: its labelled view (no copy yet) and its per-pulse coordinates."""
+
+    source: str
+    view: np.ndarray
+    dims: tuple[str, ...]
+    coords: dict[str, tuple[str, np.ndarray]]
+    layout: str
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        return dict(zip(self.dims, self.view.shape, strict=True))
 
 
-def _copy_transposed(dst: np.ndarray, src: np.ndarray, casting: str) -> None:
-    """``dst[...] = src`` for a transposed view: in blocks along the last axis when the source's
-    neighbours there are far apart in memory (online XTDF: one fast_scan step is a whole
-    (slow_scan, pulse) plane), which keeps the reads cache-friendly (about 2x faster)."""
-    if src.ndim < 2 or abs(src.strides[-1]) < _FAR:
-        np.copyto(dst, src, casting=casting)
-        return
-    for start in range(0, src.shape[-1], _BLOCK):
-        block = np.s_[..., start:start + _BLOCK]
-        np.copyto(dst[block], src[block], casting=casting)
+def _select_pixels(view: np.ndarray, dims: list[str], roi: slice | tuple[slice, ...],
+                   where: str) -> np.ndarray:
+    """``view`` with ``roi`` (slices of slow_scan, fast_scan) applied: still a view."""
+    roi = (roi,) if isinstance(roi, slice) else roi
+    if not roi:
+        return view
+    if not isinstance(roi, tuple) or len(roi) > 2 or \
+            not all(isinstance(s, slice) for s in roi):
+        raise TypeError(f"roi must be slices of (slow_scan, fast_scan), e.g. "
+                        f"np.s_[10:60, 100:200], not {roi!r}")
+    if dims[-2:] != ["slow_scan", "fast_scan"]:
+        raise ValueError(f"roi selects pixels, but {where} has dims {tuple(dims)}")
+    return view[(Ellipsis,) + roi + (slice(None),) * (2 - len(roi))]
+
+
+def _empty_stack(n: int, like: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """An uninitialised ``(n,) + like.shape`` array, each ``[i]`` laid out in memory as ``like``.
+
+    The allocation orders its axes as ``like``'s memory does (slowest first: online XTDF gives
+    ``(module, fast_scan, slow_scan, pulse)``), and the transposed view in ``like``'s axis order
+    is returned: copying a module in is then a straight memcpy, not a transposition.
+    """
+    order = sorted(range(like.ndim), key=lambda axis: -abs(like.strides[axis]))
+    base = np.empty((n,) + tuple(like.shape[axis] for axis in order), dtype)
+    return base.transpose((0,) + tuple(1 + order.index(axis) for axis in range(like.ndim)))
 
 
 def _fill_for(fill_value: float, dtype: np.dtype) -> Any:

@@ -14,7 +14,7 @@ __all__ = ["StreamStats"]
 
 
 class _MessageLike(Protocol):
-    """What :meth:`StreamStats.observe` reads from a message (:class:`kb_streams.protocol.Message`)."""
+    """What :meth:`StreamStats.observe` reads from a :class:`kb_streams.protocol.Message`."""
 
     nbytes: int
     protocol_version: str

@@ -429,13 +429,15 @@ class Train:
                       sources: str | Sequence[str] = "*/DET/*CH0:xtdf", *,
                       fill_value: float = np.nan, layout: LayoutArg = None,
                       modules: int | Iterable[int] | None = None, dtype: Any = None,
-                      detector: str | None = None, pattern: str | None = None,
-                      pulse_index: str = "pulseId") -> xr.DataArray:
+                      roi: slice | tuple[slice, ...] = (), detector: str | None = None,
+                      pattern: str | None = None, pulse_index: str = "pulseId") -> xr.DataArray:
         """Stack a key of per-module sources: ``('module', 'pulse', 'slow_scan', 'fast_scan')``.
 
-        Copies the data once, into the new array. See :func:`kb_streams.labels.stack_modules`
-        for ``modules``, ``fill_value`` (NaN for floats, 0 for integers, with a
-        ``module_present`` coordinate), ``dtype``, ``pattern``.
+        Copies the data once, into one new array laid out as the modules arrive (a straight
+        copy per module), labelled through a transposed view. See
+        :func:`kb_streams.labels.stack_modules` for ``modules``, ``fill_value`` (NaN for
+        floats, 0 for integers, with a ``module_present`` coordinate), ``dtype``, ``roi``
+        (``np.s_[ss0:ss1, fs0:fs1]``: copy only these pixels of each module), ``pattern``.
 
         Parameters
         ----------
@@ -467,7 +469,7 @@ class Train:
                 f"train {self.train_id}: no key {key!r} in the {len(names)} sources matching "
                 f"{sources!r}" + _close(key, {k for s in names for k in self.data[s]}))
         return stack_modules({src: self.data[src] for src in names}, key, modules=modules,
-                             fill_value=fill_value, dtype=dtype, layout=layout,
+                             fill_value=fill_value, dtype=dtype, layout=layout, roi=roi,
                              detector=detector, pattern=pattern, pulse_index=pulse_index,
                              train_id=self.train_id, timestamp=self.timestamp,
                              protocol=self.protocol_version)

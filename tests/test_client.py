@@ -53,7 +53,7 @@ def assert_same(actual, expected, path="") -> None:
         np.testing.assert_array_equal(actual, expected, err_msg=path)
     elif isinstance(expected, (tuple, list)):
         assert type(actual) is type(expected) and len(actual) == len(expected), path
-        for i, (a, e) in enumerate(zip(actual, expected)):
+        for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
             assert_same(a, e, f"{path}[{i}]")
     elif isinstance(expected, dict):
         assert isinstance(actual, dict) and actual.keys() == expected.keys(), path
@@ -154,7 +154,8 @@ def reference_server() -> Iterator[Callable[..., karabo_bridge.ServerInThread]]:
     servers = []
 
     def start(endpoint: str, sock: str, protocol_version: str = "2.2"):
-        server = karabo_bridge.ServerInThread(endpoint, sock=sock, protocol_version=protocol_version)
+        server = karabo_bridge.ServerInThread(endpoint, sock=sock,
+                                              protocol_version=protocol_version)
         server.start()
         servers.append(server)
         return server
@@ -247,7 +248,8 @@ def test_timeout_message(tcp_endpoint, sock):
         with pytest.raises(TimeoutError) as info:
             client.next()
         assert 0.09 <= time.monotonic() - start < 2
-        assert str(info.value).startswith(f"No data received from {tcp_endpoint} in the last 100 ms")
+        expected = f"No data received from {tcp_endpoint} in the last 100 ms"
+        assert str(info.value).startswith(expected)
         assert client.stats.timeouts == 1
 
 
@@ -303,7 +305,8 @@ def test_against_reference_server(reference_server, tcp_endpoint, server_sock, s
         feeder.join(WAIT)
     assert tids == sorted(tids) and len(set(tids)) == 3
     assert client.stats.trains == 3 and client.stats.last_train_id == tids[-1]
-    assert client.stats.bytes == 3 * sum(memoryview(f).nbytes for f in frames_of(tids[-1], protocol_version))
+    nbytes = sum(memoryview(f).nbytes for f in frames_of(tids[-1], protocol_version))
+    assert client.stats.bytes == 3 * nbytes
 
 
 def test_ipc_and_simulator(ipc_endpoint):
@@ -471,7 +474,7 @@ def test_async_client_against_reference_server(reference_server, tcp_endpoint, s
             msg = await client.next_message()
             assert_same((msg.data, msg.meta), reference_roundtrip(40, "2.2"))
             tids = []
-            async for data, meta in client:
+            async for _data, meta in client:
                 tids.append(meta[DET]["timestamp.tid"])
                 if len(tids) == 2:
                     break

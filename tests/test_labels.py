@@ -302,6 +302,46 @@ def test_stack_modules_allocates_once():
     assert out_bytes <= peak < out_bytes * 1.05
 
 
+@pytest.mark.parametrize("layout", ["online", "file"])
+def test_stack_modules_copies_once_into_the_modules_memory_order(layout):
+    """One allocation laid out as the modules arrive (a memcpy per module), seen transposed."""
+    n = 3
+    shape = (128, 512, n) if layout == "online" else (n, 512, 128)
+    data = {AGIPD.format(m): {"image.data": _counting(shape) + 1000 * m,
+                              "image.pulseId": np.arange(n, dtype=np.uint64)} for m in (0, 1, 3)}
+    train = Train(data, {s: {"timestamp.tid": 9} for s in data})
+    arr = train.stack_modules(modules=4)
+    base = arr.data.base
+    assert base is not None and base.flags.c_contiguous and base.nbytes == arr.nbytes
+    assert base.shape == (4,) + shape  # (module, fs, ss, pulse) online: no transposition
+    assert np.shares_memory(arr.data, base)
+    assert arr.data.flags.c_contiguous == (layout == "file")
+    assert not any(np.shares_memory(base, d["image.data"]) for d in data.values())
+    # the values are the canonical (module, pulse, ss, fs) stack, NaN for module 2
+    views = [data[AGIPD.format(m)]["image.data"] for m in (0, 1, 3)]
+    if layout == "online":
+        views = [v.transpose(2, 1, 0) for v in views]
+    expected = np.stack(views[:2] + [np.full_like(views[0], np.nan)] + views[2:])
+    assert arr.shape == (4, n, 512, 128)
+    np.testing.assert_array_equal(arr.values, expected)
+
+
+def test_stack_modules_roi_copies_only_the_roi():
+    data = {AGIPD.format(m): {"image.data": _counting((128, 512, 4)) + m,
+                              "image.pulseId": np.arange(4, dtype=np.uint64)} for m in (0, 5)}
+    train = Train(data, {s: {"timestamp.tid": 9} for s in data})
+    roi = np.s_[198:230, 57:89]
+    part = train.stack_modules(roi=roi)
+    assert part.dims == ("module",) + PER_MODULE_DIMS and part.shape == (16, 4, 32, 32)
+    full = train.stack_modules()
+    xr.testing.assert_identical(part, full.isel(slow_scan=roi[0], fast_scan=roi[1]))
+    assert train.stack_modules(roi=np.s_[10:20]).shape == (16, 4, 10, 128)
+    with pytest.raises(TypeError, match="roi must be slices"):
+        train.stack_modules(roi=(3, 4))
+    with pytest.raises(ValueError, match="roi selects pixels"):
+        train.stack_modules("image.pulseId", roi=roi)
+
+
 def test_stack_modules_errors():
     data = _modules([0, 1])
     data[AGIPD.format(1)]["image.data"] = np.zeros((128, 512, 4), np.float32)
