@@ -90,7 +90,10 @@ def _serve(kind: str, pulses: int, conn: Any, stop: Any) -> None:
                     sock.recv()
                     sock.send_multipart(frames, copy=False)
             elif sock.poll(100, zmq.POLLOUT):
-                sock.send_multipart(frames, copy=False)
+                try:  # the client may have gone since the poll: never block in send
+                    sock.send_multipart(frames, zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    pass
     finally:
         sock.close(linger=0)
         ctx.term()

@@ -24,9 +24,12 @@ also as a fraction of the train size.
 
 ``--soak N`` instead runs one long ``offload`` case (default 1 pulse: 5 MB trains, 2 workers,
 ``n=4``) and checks that memory stays flat: every ``--sample-every`` trains it samples the RSS of
-the graph's process (which also hosts the local scheduler), of each worker and of the bridge, and
+the graph's process, of each worker, of the bridge (and, with ``--scheduler-process``, of the
+scheduler, otherwise part of the graph's process as with :func:`kb_streams.cluster.connect`), and
 counts what is alive: the client's futures, the scheduler's tasks and the keys the workers hold.
-It prints the series and the RSS growth between the first and the last 10 % of the run.
+It prints the series, the RSS growth between the first and the last 10 % of the run and the slope
+over its second half. Dask keeps bounded histories (``distributed.admin.low-level-log-length``,
+1000 entries per log and event topic): they fill during the first one or two thousand tasks.
 """
 
 from __future__ import annotations
@@ -294,12 +297,37 @@ class _Counter:
             return self.total
 
 
-def _growth(samples: list[Sample], n: int) -> dict[str, tuple[float, float]]:
-    """Median RSS (MB) per process over the first and the last 10 % of the run."""
+def _growth(samples: list[Sample], n: int) -> dict[str, tuple[float, float, float]]:
+    """Per process: median RSS (MB) over the first and the last 10 % of the run, and the slope
+    (MB per 1000 trains) of a straight line through the samples of the second half."""
     head = [s for s in samples if 0 < s.trains <= max(n // 10, 1)] or samples[1:2]
     tail = [s for s in samples if s.trains >= n - n // 10] or samples[-1:]
-    return {role: (float(np.median([s.rss[role] for s in head])),
-                   float(np.median([s.rss[role] for s in tail]))) for role in samples[0].rss}
+    half = [s for s in samples if s.trains >= n // 2]
+    growth = {}
+    for role in samples[0].rss:
+        slope = (1e3 * float(np.polyfit([s.trains for s in half], [s.rss[role] for s in half], 1)[0])
+                 if len(half) > 2 else float("nan"))
+        growth[role] = (float(np.median([s.rss[role] for s in head])),
+                        float(np.median([s.rss[role] for s in tail])), slope)
+    return growth
+
+
+def _cluster(workers: int, scheduler_process: bool) -> tuple[Any, Any]:
+    """A client on a local cluster, as ``connect`` starts it or with the scheduler in its own
+    process; and that cluster if it must be closed separately."""
+    from distributed import Client
+    from distributed.deploy.subprocess import SubprocessCluster
+
+    from kb_streams.cluster import connect
+
+    if not scheduler_process:
+        return connect(n_workers=workers, threads_per_worker=1, set_as_default=False), None
+    cluster = SubprocessCluster(host="127.0.0.1", dashboard_address=None, n_workers=workers,
+                                threads_per_worker=1,
+                                worker_class="kb_streams.cluster._AdaptiveMallocNanny")
+    client = Client(cluster, direct_to_workers=True, set_as_default=False)
+    client.wait_for_workers(workers, timeout=60)
+    return client, cluster
 
 
 def soak(args: argparse.Namespace) -> int:
@@ -308,7 +336,6 @@ def soak(args: argparse.Namespace) -> int:
 
     import kb_streams.offload  # noqa: F401 - registers Stream.offload
     import kb_streams.sources  # noqa: F401 - registers Stream.from_karabo_bridge
-    from kb_streams.cluster import connect
 
     n = args.soak
     pulses = 1 if args.pulses is None else args.pulses
@@ -320,10 +347,12 @@ def soak(args: argparse.Namespace) -> int:
     print(f"soak: {n} AGIPD-1M trains of {pulses} pulse(s) ({5.2 * pulses:.1f} MB), offload(n="
           f"{2 * workers}) to {workers} worker(s), reduction {cost_ms:g} ms CPU, bridge "
           f"{server_sock}; sampling every {every} trains", flush=True)
-    client = connect(n_workers=workers, threads_per_worker=1, set_as_default=False)
+    client, cluster = _cluster(workers, args.scheduler_process)
     server = _serve(endpoint, server_sock, pulses)
     try:
         procs = {"graph": psutil.Process(), "bridge": psutil.Process(server.pid)}
+        if cluster is not None:
+            procs["sched"] = psutil.Process(client.run_on_scheduler(os.getpid))
         for i, pid in enumerate(client.run(os.getpid).values()):
             procs[f"w{i}"] = psutil.Process(pid)
         source = Stream.from_karabo_bridge(endpoint, sock=args.sock, timeout=args.timeout,
@@ -368,15 +397,18 @@ def soak(args: argparse.Namespace) -> int:
         server.terminate()
         server.wait(30)
         client.close()
+        if cluster is not None:
+            cluster.close()
     growth = _growth(samples, n)
     print(f"{samples[-1].trains} trains in {samples[-1].seconds:.1f} s ({rate:.1f} trains/s), "
           f"{len(counter.errors)} error record(s); max in flight {node.stats.max_in_flight}, "
           f"max client futures {max(s.futures for s in samples)}, "
           f"max scheduler tasks {max(s.tasks for s in samples)}, "
           f"max worker keys {max(s.worker_keys for s in samples)}")
-    print("RSS, median of the first 10 % -> the last 10 % of the run:")
-    for role, (first, last) in growth.items():
-        print(f"  {role:<7} {first:8.1f} -> {last:8.1f} MB  ({last - first:+.1f} MB)")
+    print("RSS, median of the first 10 % -> the last 10 % of the run; slope over the second half:")
+    for role, (first, last, slope) in growth.items():
+        print(f"  {role:<7} {first:8.1f} -> {last:8.1f} MB  ({last - first:+6.1f} MB)  "
+              f"{slope:+6.2f} MB per 1000 trains")
     print(f"after the run: {after.futures} client futures, {after.tasks} scheduler tasks, "
           f"{after.worker_keys} keys on the workers")
     for text in counter.errors[:5]:
@@ -385,7 +417,9 @@ def soak(args: argparse.Namespace) -> int:
         with open(args.json, "w") as f:
             json.dump({"soak": n, "pulses": pulses, "cost_ms": cost_ms, "workers": workers,
                        "rate": rate, "errors": counter.errors,
-                       "growth_mb": {r: last - first for r, (first, last) in growth.items()},
+                       "scheduler_process": args.scheduler_process,
+                       "growth_mb": {r: last - first for r, (first, last, _) in growth.items()},
+                       "slope_mb_per_1000": {r: slope for r, (_, _, slope) in growth.items()},
                        "after": asdict(after), "samples": [asdict(s) for s in samples]},
                       f, indent=1)
     return 0
@@ -427,6 +461,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="instead of the cases: offload N trains and sample memory (see above)")
     parser.add_argument("--sample-every", type=int, metavar="K", default=0,
                         help="--soak: sample every K trains (default: N/50)")
+    parser.add_argument("--scheduler-process", action="store_true",
+                        help="--soak: run the scheduler in its own process (default: in the "
+                             "graph's, as kb_streams.cluster.connect does)")
 
 
 def _table(cases: list[Case]) -> str:

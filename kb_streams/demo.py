@@ -50,7 +50,7 @@ class PumpProbeSetup:
     Attributes
     ----------
     detector_sources
-        Glob of the detector's module sources.
+        Glob of the detector's module sources (all are stacked).
     key
         Image key of the module sources.
     module, slow_scan, fast_scan
@@ -95,6 +95,8 @@ def ratio_of_train(train: Train, setup: PumpProbeSetup) -> tuple[float, float]:
 
     # 1. all modules in one labelled array (the one copy): (module, pulse, slow_scan, fast_scan)
     modules = train.stack_modules(setup.key, setup.detector_sources)
+    if not modules.module_present.sel(module=setup.module):  # else its pixels are all NaN
+        raise KeyError(f"train {train.train_id}: module {setup.module} is missing")
     # 2. per-pulse ROI intensity, normalised by the XGM pulse energies
     roi = modules.sel(module=setup.module).isel(slow_scan=slice(*setup.slow_scan),
                                                 fast_scan=slice(*setup.fast_scan))
@@ -213,7 +215,7 @@ def pump_probe_graph(
 @contextlib.contextmanager
 def embedded_simulator(
     *,
-    pulses: int = 32,
+    pulses: int = 16,
     rate: float = 10.0,
     sock: str = "REP",
     pool_size: int = 5,

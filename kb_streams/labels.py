@@ -354,7 +354,8 @@ def stack_modules(
     laid out in memory as the modules arrive (online XTDF data: ``(module, fast_scan,
     slow_scan, pulse)``), so each module is one straight copy, and the result is a transposed
     view of it: labelled in EXtra-data's order, whatever the memory order. (``.values`` is
-    then not C-contiguous; ``np.ascontiguousarray`` makes a second copy if you need one.)
+    then not C-contiguous: ``np.ascontiguousarray``, pickle and Dask make a second, transposing
+    copy of it; reduce before sending it to another process.)
 
     Parameters
     ----------

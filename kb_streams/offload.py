@@ -9,6 +9,8 @@
 * turns an item whose task raised, timed out or lost its worker into an :class:`OffloadError`
   record (train ID, exception, traceback text) on ``node.errors`` and goes on: one bad train never
   stalls the graph (stock ``buffer`` + ``gather`` stalls forever on the first failing task);
+* gives every item at most ``timeout`` seconds (default 60) to produce its result, so a cluster
+  without workers gives error records, never an eternal stall, and says so in a warning;
 * scatters large items straight to a worker (``direct=True``), never inside a task message;
 * uses the client it was given (or the default client at build time), never a later default;
 * forgets each item once passed on (no ``current_value`` pinning a train).
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import traceback
 import uuid
 from collections import deque
@@ -51,6 +54,14 @@ T = TypeVar("T")
 #: ``KilledWorker`` is not among them: Dask already re-ran that task on several workers.
 LOST = (FutureCancelledError, OSError)
 RESUBMIT_DELAY = 0.5
+#: Default seconds an item may take from submission to result.
+TIMEOUT = 60.0
+#: Seconds between checks, while an item waits for its result, that the cluster has workers.
+STALL_CHECK = 5.0
+#: Seconds between two warnings that the cluster has no workers.
+WARN_EVERY = 60.0
+#: Most seconds to wait for the scheduler to answer a cancel or a worker count.
+RPC_TIMEOUT = 10.0
 
 
 def train_id_of(item: Any) -> int | None:
@@ -213,8 +224,12 @@ class Offload(Stream):
         Extra attempts for an item: Dask re-runs a task that raised up to ``retries`` times, and the
         node re-submits an item whose worker or scattered data was lost up to ``retries`` times.
     timeout
-        Seconds an item may take from submission to result; then it is cancelled and reported as a
-        ``TimeoutError`` record. ``None``: no limit (a cluster without workers then waits).
+        Seconds an item may take from submission to result (sending it, waiting for a free worker,
+        running, returning); then it is cancelled and reported as a ``TimeoutError`` record. This
+        includes the wait behind other items: with ``n`` items in flight on ``w`` worker threads,
+        allow about ``n / w`` task durations. While items wait, the node checks every few seconds
+        that the cluster has workers and logs a warning if it has none. ``None``: no limit (a
+        cluster without workers then stalls the graph until workers join).
     scatter
         ``'auto'``: items of at least ``scatter_threshold`` bytes are scattered straight to a
         worker, smaller ones travel inside the task message. ``True``/``False``: always/never
@@ -259,7 +274,7 @@ class Offload(Stream):
         ordered: bool = True,
         client: Client | None = None,
         retries: int = 0,
-        timeout: float | None = None,
+        timeout: float | None = TIMEOUT,
         scatter: bool | str = "auto",
         scatter_threshold: int = 64_000,
         submit_kwargs: Mapping[str, Any] | None = None,
@@ -270,6 +285,8 @@ class Offload(Stream):
             raise ValueError(f"n must be at least 1, not {n}")
         if scatter not in (True, False, "auto"):
             raise ValueError(f"scatter must be True, False or 'auto', not {scatter!r}")
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"timeout must be None or a number of seconds > 0, not {timeout!r}")
         if client is None:
             try:
                 client = default_client()
@@ -311,6 +328,7 @@ class Offload(Stream):
         self._emitter: asyncio.Task | None = None
         self._tasks: set[asyncio.Future] = set()
         self._idle: asyncio.Event | None = None
+        self._warned_no_workers = -WARN_EVERY  # when (time.monotonic()) it last warned
 
     # -- streamz interface -------------------------------------------------------------------
     def update(self, x: Any, who: Stream | None = None, metadata: list | None = None):
@@ -449,9 +467,10 @@ class Offload(Stream):
         while True:
             attempts += 1
             future = arg = None
+            deadline = None if self.timeout is None else time.monotonic() + self.timeout
             try:
                 if scatter:
-                    [arg] = await client.scatter([x], direct=True, hash=False)
+                    arg = await self._scatter(x, deadline)
                     stats.bytes_scattered += nbytes
                 else:
                     arg = x
@@ -459,7 +478,7 @@ class Offload(Stream):
                 future = client.submit(self.func, arg, *self.args,
                                        key=f"{key_prefix}-{uuid.uuid4().hex}", pure=False,
                                        retries=self.retries, **self.submit_kwargs, **self.kwargs)
-                result = await _gather(client, future, self.timeout)
+                result = await self._result(future, deadline)
                 stats.bytes_results += nbytes_of(result)
                 return _Outcome(True, result)
             except (Exception, FutureCancelledError) as exc:
@@ -479,29 +498,80 @@ class Offload(Stream):
                     await cancel_quietly(client, future)
                 del future, arg
 
+    async def _scatter(self, x: Any, deadline: float | None) -> Any:
+        """Scatter ``x`` straight to a worker, waiting for one until ``deadline`` (without one,
+        for the client's timeout). A scatter is never cancelled halfway: that could strand the
+        item on a worker without the scheduler knowing."""
+        options = {} if deadline is None else {"timeout": max(deadline - time.monotonic(), 0.01)}
+        scattering = asyncio.ensure_future(
+            self.client.scatter([x], direct=True, hash=False, **options))
+        no_workers = await self._watch(scattering, deadline)
+        try:
+            [future] = await scattering  # ends by itself: its own timeout covers the wait
+        except TimeoutError:  # distributed's "No valid workers found"
+            if no_workers or await self._no_workers():
+                raise TimeoutError(f"no Dask worker to send the item to within {self.timeout} s: "
+                                   "the cluster has no workers") from None
+            raise
+        return future
+
+    async def _result(self, future: Any, deadline: float | None) -> Any:
+        """The future's result (direct from the worker); ``TimeoutError`` at ``deadline``.
+
+        On timeout the Dask future is cancelled first, so that the pending gather ends by itself
+        (cancelling a gather coroutine leaves distributed's helper tasks failing unseen).
+        """
+        client = self.client
+        gathering = asyncio.ensure_future(client.gather(future, direct=True))
+        no_workers = await self._watch(gathering, deadline)
+        if gathering.done():
+            return gathering.result()
+        await cancel_quietly(client, future)
+        done, _ = await asyncio.wait({gathering}, timeout=5)
+        if done and not gathering.cancelled():
+            gathering.exception()  # retrieved: the cancellation error is expected
+        else:
+            gathering.cancel()
+        raise TimeoutError(f"no result within {self.timeout} s"
+                           + (": the Dask cluster has no workers" if no_workers else ""))
+
+    async def _watch(self, task: asyncio.Future, deadline: float | None) -> bool:
+        """Wait for ``task`` until ``deadline``, checking every ``STALL_CHECK`` seconds that the
+        cluster has workers; whether it had none at the last check."""
+        no_workers = False
+        while not task.done():
+            step = STALL_CHECK if deadline is None else min(STALL_CHECK,
+                                                            deadline - time.monotonic())
+            if step <= 0:
+                break
+            await asyncio.wait({task}, timeout=step)
+            if not task.done():
+                no_workers = await self._no_workers()
+        return no_workers
+
+    async def _no_workers(self) -> bool:
+        """Whether the scheduler says it has no running workers (warns, at most once a minute)."""
+        try:
+            workers = await asyncio.wait_for(self.client.scheduler.ncores_running(), RPC_TIMEOUT)
+        except Exception:  # no answer: do not guess
+            logger.debug("cannot count the Dask workers", exc_info=True)
+            return False
+        if workers:
+            return False
+        now = time.monotonic()
+        if now - self._warned_no_workers >= WARN_EVERY:
+            self._warned_no_workers = now
+            limit = (f"each for at most {self.timeout} s" if self.timeout is not None
+                     else "until workers join (no timeout)")
+            logger.warning("offload(%s): the Dask cluster at %s has no workers; %d item(s) wait "
+                           "%s", self._func_name, self.client.scheduler.address,
+                           self.stats.in_flight, limit)
+        return True
+
     def _error(self, entry: _Entry, exc: BaseException, attempts: int) -> OffloadError:
         text, exc = detach(exc)
         return OffloadError(entry.train_id, self._func_name, exc, text, index=entry.index,
                             attempts=attempts)
-
-
-async def _gather(client: Client, future: Any, timeout: float | None) -> Any:
-    """The future's result (direct from the worker); ``TimeoutError`` after ``timeout`` seconds.
-
-    On timeout the Dask future is cancelled first, so that the pending gather ends by itself
-    (cancelling a gather coroutine leaves distributed's helper tasks failing unseen).
-    """
-    gathering = asyncio.ensure_future(client.gather(future, direct=True))
-    done, _ = await asyncio.wait({gathering}, timeout=timeout)
-    if done:
-        return gathering.result()
-    await cancel_quietly(client, future)
-    done, _ = await asyncio.wait({gathering}, timeout=5)
-    if done and not gathering.cancelled():
-        gathering.exception()  # retrieved: the cancellation error is expected
-    else:
-        gathering.cancel()
-    raise TimeoutError(f"no result within {timeout} s")
 
 
 def detach(exc: BaseException) -> tuple[str, BaseException]:
@@ -522,12 +592,14 @@ async def on_client_loop(client: Client, func: Callable[..., Coroutine[Any, Any,
     client_loop = client.loop.asyncio_loop
     if asyncio.get_running_loop() is client_loop:
         return await func(*args)
+    if client.status in ("closing", "closed") or not client_loop.is_running():
+        raise RuntimeError(f"the Dask client is {client.status}: its event loop does not run")
     return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(func(*args), client_loop))
 
 
 async def cancel_quietly(client: Client, future: Any) -> None:
     try:
-        await client.cancel([future], asynchronous=True)
+        await asyncio.wait_for(client.cancel([future], asynchronous=True), RPC_TIMEOUT)
     except Exception:  # the client may be closing; the key is released with the future anyway
         logger.debug("could not cancel %s", future.key, exc_info=True)
 

@@ -150,18 +150,31 @@ class RawServer:
 
 @pytest.fixture
 def reference_server() -> Iterator[Callable[..., karabo_bridge.ServerInThread]]:
-    """Start karabo_bridge.ServerInThread instances; stop them all at teardown."""
+    """Start karabo_bridge.ServerInThread instances; stop them all at teardown.
+
+    Call ``server.stop()`` (made idempotent) *before* closing the client of a PUSH server: the
+    reference Sender polls, then sends blocking, so a PULL peer leaving in between would leave its
+    thread blocked in send_multipart() forever, and stop() waiting for it.
+    """
     servers = []
 
     def start(endpoint: str, sock: str, protocol_version: str = "2.2"):
         server = karabo_bridge.ServerInThread(endpoint, sock=sock,
                                               protocol_version=protocol_version)
         server.start()
+        reference_stop = server.stop
+
+        def stop_once():
+            if server in servers:
+                servers.remove(server)
+                reference_stop()
+
+        server.stop = stop_once
         servers.append(server)
         return server
 
     yield start
-    for server in servers:
+    for server in list(servers):
         server.stop()
 
 
@@ -287,8 +300,8 @@ def test_against_reference_server(reference_server, tcp_endpoint, server_sock, s
     server = reference_server(tcp_endpoint, server_sock, protocol_version)
     stop = threading.Event()
     feeder = feed_until(server, stop)
-    try:
-        with Client(tcp_endpoint, sock=sock, timeout=WAIT) as client:
+    with Client(tcp_endpoint, sock=sock, timeout=WAIT) as client:
+        try:
             tids = []
             for data, meta in client:  # iteration: never stops by itself
                 tid = meta[DET]["timestamp.tid"]
@@ -300,9 +313,10 @@ def test_against_reference_server(reference_server, tcp_endpoint, server_sock, s
             if protocol_version == "2.2":
                 assert not array.flags.owndata and array.flags.writeable  # a view on the frame
             assert client.stats.protocol_version == protocol_version
-    finally:
-        stop.set()
-        feeder.join(WAIT)
+        finally:
+            stop.set()
+            feeder.join(WAIT)
+            server.stop()  # while our client is still connected (see reference_server)
     assert tids == sorted(tids) and len(set(tids)) == 3
     assert client.stats.trains == 3 and client.stats.last_train_id == tids[-1]
     nbytes = sum(memoryview(f).nbytes for f in frames_of(tids[-1], protocol_version))
@@ -452,10 +466,13 @@ def test_pull_latest_over_tcp_never_returns_older_trains(reference_server, tcp_e
     for tid in range(30, 36):
         server.feed(*make_train(tid))
     with Client(tcp_endpoint, sock="PULL", hwm=10, timeout=WAIT) as client:
-        seen = []
-        while not seen or seen[-1] < 35:
-            seen.append(client.next_message(latest=True).train_id)
-            assert len(seen) <= 6
+        try:
+            seen = []
+            while not seen or seen[-1] < 35:
+                seen.append(client.next_message(latest=True).train_id)
+                assert len(seen) <= 6
+        finally:
+            server.stop()
     assert seen == sorted(seen)
     assert client.stats.trains + client.stats.dropped == 6
 
@@ -471,14 +488,17 @@ def test_async_client_against_reference_server(reference_server, tcp_endpoint, s
 
     async def main():
         async with AsyncClient(tcp_endpoint, sock=sock, timeout=WAIT, prefetch=2) as client:
-            msg = await client.next_message()
-            assert_same((msg.data, msg.meta), reference_roundtrip(40, "2.2"))
-            tids = []
-            async for _data, meta in client:
-                tids.append(meta[DET]["timestamp.tid"])
-                if len(tids) == 2:
-                    break
-            return tids, client.stats
+            try:
+                msg = await client.next_message()
+                assert_same((msg.data, msg.meta), reference_roundtrip(40, "2.2"))
+                tids = []
+                async for _data, meta in client:
+                    tids.append(meta[DET]["timestamp.tid"])
+                    if len(tids) == 2:
+                        break
+                return tids, client.stats
+            finally:
+                server.stop()
 
     tids, stats = asyncio.run(main())
     assert tids == [41, 42] and stats.trains == 3

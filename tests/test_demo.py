@@ -58,6 +58,21 @@ def test_ratio_of_one_train_matches_the_ground_truth():
         assert ratio == pytest.approx(truth.ratio, abs=0.01)
 
 
+def test_ratio_stacks_all_modules_and_needs_only_the_roi_module():
+    setup = PumpProbeSetup()
+    sim = simulate("AGIPD-modules", pulses=4, pool_size=2, extras=("xgm", "delay"),
+                   faults={"missing_module": "3+7"}, scene=Scene(trains_per_step=1))
+    next(sim)
+    train = Train(*next(sim))  # the 4 ps step, modules 3 and 7 missing (NaN in the stack)
+    assert train.stack_modules().module_present.sum() == 14
+    assert ratio_of_train(train, setup)[1] == pytest.approx(sim.truth(train.train_id).ratio,
+                                                            abs=0.01)
+    no_roi = simulate("AGIPD-modules", pulses=4, pool_size=1, extras=("xgm", "delay"),
+                      faults={"missing_module": 0})
+    with pytest.raises(KeyError, match="module 0 is missing"):
+        ratio_of_train(Train(*next(no_roi)), setup)
+
+
 def test_demo_runs_the_embedded_simulator_and_prints_the_curve():
     started = time.monotonic()
     out = subprocess.run(

@@ -223,8 +223,11 @@ def run_live(
     return 0
 
 
-def add_source_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--endpoint``, ``--sock``, ``--trains`` ... and the embedded simulator's options."""
+def add_source_arguments(parser: argparse.ArgumentParser, *, pulses: int = 32) -> None:
+    """``--endpoint``, ``--sock``, ``--trains`` ... and the embedded simulator's options.
+
+    ``pulses`` is the default of ``--pulses``, the simulator's pulses per train.
+    """
     bridge = parser.add_argument_group("bridge")
     bridge.add_argument(
         "--endpoint", "-e", default=None, metavar="EP",
@@ -242,8 +245,8 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     bridge.add_argument("--max-in-flight", type=positive_int, default=None, metavar="N",
                         help="cap on trains anywhere in the graph at once (default: no cap)")
     sim = parser.add_argument_group("embedded simulator (without --endpoint)")
-    sim.add_argument("--pulses", type=positive_int, default=32, metavar="N",
-                     help="AGIPD pulses per train (default: 32)")
+    sim.add_argument("--pulses", type=positive_int, default=pulses, metavar="N",
+                     help=f"AGIPD pulses per train (default: {pulses})")
     sim.add_argument("--rate", type=non_negative_float, default=10.0, metavar="HZ",
                      help="trains per second, 0 = as fast as possible (default: 10)")
 
