@@ -120,8 +120,10 @@ class ClientCore:
         self.closed = False
         self._zmq = _Resources(context)
         # Close the sockets (and our own context) even when the client is dropped unclosed in a
-        # reference cycle: pyzmq's own finalizers would then hang in Context.term().
+        # reference cycle: pyzmq's own finalizers would then hang in Context.term(). Not at exit,
+        # where another (daemon) thread may still be using the socket.
         self._finalizer = weakref.finalize(self, self._zmq.close)
+        self._finalizer.atexit = False
         try:
             self._open()
         except BaseException:

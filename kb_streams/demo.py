@@ -10,6 +10,15 @@ to ~1.49 at 4 ps.
 ``kb-streams demo`` runs this graph against an embedded simulator; :func:`pump_probe_graph` is
 the part to copy into your own pipelines. (xarray, streamz and the simulator are imported where
 they are used, so that the ``kb-streams`` command starts fast.)
+
+On a Dask cluster (``kb-streams demo --dask``) the graph is split where the data gets small:
+:func:`pump_probe_on_workers` lets every worker receive whole trains from the bridge itself and
+run :func:`ratio_of_train` there (:mod:`kb_streams.worker_receive`), so only a ``(delay, ratio)``
+pair per train (a few hundred bytes) comes back to the graph, where :func:`bin_ratios` bins it.
+Receiving trains in the graph and offloading them (:mod:`kb_streams.offload`) would copy every
+train once more between processes, about 100 ms per 100 MB on a 2-core machine: more than the
+reduction itself, and the graph's process would then receive all trains alone. The binning stays
+in the graph: it is tiny, and it needs every train's result in one place.
 """
 
 from __future__ import annotations
@@ -24,13 +33,15 @@ import numpy as np
 
 if TYPE_CHECKING:
     import xarray as xr
+    from distributed import Client
     from streamz import Stream
 
     from .server import BridgeServer
     from .train import Train
+    from .worker_receive import from_karabo_bridge_on_workers
 
-__all__ = ["PumpProbeSetup", "PumpProbeCurve", "pump_probe_graph", "ratio_of_train",
-           "embedded_simulator", "curve_table"]
+__all__ = ["PumpProbeSetup", "PumpProbeCurve", "pump_probe_graph", "pump_probe_on_workers",
+           "bin_ratios", "ratio_of_train", "embedded_simulator", "curve_table"]
 
 #: The simulator's pump-probe scan, also the demo's default: delays from -1 to 4 ps in 5 steps.
 SCAN_DELAYS = np.linspace(-1.0, 4.0, 5)
@@ -201,15 +212,93 @@ def pump_probe_graph(
     >>> source.start()                                                 # doctest: +SKIP
     >>> print(curve.table())                                           # doctest: +SKIP
     """
+    setup = setup or PumpProbeSetup()
+    apply = apply or (lambda stream, func: stream.map(func))
+    return bin_ratios(apply(source, lambda train: ratio_of_train(train, setup)), setup)
+
+
+def bin_ratios(ratios: Stream, setup: PumpProbeSetup | None = None) -> PumpProbeCurve:
+    """Bin a stream of ``(delay, ratio)`` pairs by delay: the second half of the demo graph.
+
+    Parameters
+    ----------
+    ratios
+        A stream of :func:`ratio_of_train` results.
+    setup
+        Where the bin edges come from (default: :class:`PumpProbeSetup`).
+
+    Returns
+    -------
+    PumpProbeCurve
+        Holds the latest curve, for display.
+
+    Examples
+    --------
+    >>> from streamz import Stream
+    >>> ratios = Stream()
+    >>> curve = bin_ratios(ratios)
+    >>> for pair in [(-1.0, 1.0), (4.0, 1.5), (4.0, 1.48)]:
+    ...     ratios.emit(pair)
+    >>> curve.trains, curve.result["count"].values.tolist()
+    (3, [1, 0, 0, 0, 2])
+    """
     from .reduce import BinnedStats
 
     setup = setup or PumpProbeSetup()
-    apply = apply or (lambda stream, func: stream.map(func))
     curve = PumpProbeCurve()
-    ratios = apply(source, lambda train: ratio_of_train(train, setup))
     binned = ratios.reduce_online(BinnedStats(list(setup.bins), dim="delay"))
     binned.sink(curve._store)
     return curve
+
+
+def pump_probe_on_workers(
+    endpoint: str,
+    client: Client,
+    setup: PumpProbeSetup | None = None,
+    *,
+    sock: str = "REQ",
+    **options: Any,
+) -> from_karabo_bridge_on_workers:
+    """A source whose Dask workers receive trains and emit ``(delay, ratio)`` in train order.
+
+    Each worker opens its own bridge client on ``endpoint`` and runs :func:`ratio_of_train` on
+    the trains it receives (:mod:`kb_streams.worker_receive`); whole trains never reach this
+    process. Connect :func:`bin_ratios` to it for the curve; failed trains (e.g. the ROI's module
+    missing) come out on ``source.errors``.
+
+    Parameters
+    ----------
+    endpoint
+        The bridge, as the *workers* reach it.
+    client
+        The :class:`distributed.Client` (:func:`kb_streams.cluster.connect`), created first.
+    setup
+        Source names, ROI and bins (default: :class:`PumpProbeSetup`).
+    sock
+        ``'REQ'`` (REP bridge) or ``'PULL'`` (PUSH bridge): one receiver per worker, the bridge
+        spreads the trains over them; ``'SUB'`` (PUB bridge): a single receiver, since every
+        subscriber gets every train.
+    options
+        More :class:`~kb_streams.worker_receive.from_karabo_bridge_on_workers` options.
+
+    Examples
+    --------
+    >>> from kb_streams.cluster import connect
+    >>> client = connect(n_workers=2)                                    # doctest: +SKIP
+    >>> source = pump_probe_on_workers("tcp://10.0.0.1:45000", client)   # doctest: +SKIP
+    >>> curve = bin_ratios(source)                                       # doctest: +SKIP
+    >>> source.start()                                                   # doctest: +SKIP
+    >>> print(curve.table())                                             # doctest: +SKIP
+    """
+    from streamz import Stream
+
+    from . import worker_receive  # noqa: F401 - registers Stream.from_karabo_bridge_on_workers
+
+    sock = sock.upper()
+    if sock == "SUB":
+        options.setdefault("n", 1)
+    return Stream.from_karabo_bridge_on_workers(endpoint, ratio_of_train, client, sock=sock,
+                                                args=(setup or PumpProbeSetup(),), **options)
 
 
 @contextlib.contextmanager

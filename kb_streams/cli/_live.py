@@ -1,21 +1,27 @@
 """Running a graph live, for ``kb-streams demo`` and ``kb-streams run``.
 
-The bridge source (or an embedded simulator) from the command line, a live status view (rich on a
-terminal, plain lines when piped) that polls the source's counters
-(:class:`kb_streams.sources.SourceStats`) and an optional ``status()`` callable of the pipeline
-from the main thread while the graph runs in its event-loop thread, and a clean end after
-``--trains`` trains or Ctrl-C.
+The bridge source (or an embedded simulator) from the command line, an optional Dask cluster
+(``--dask [ADDRESS]``), a live status view (rich on a terminal, plain lines when piped) that polls
+the source's counters, the cluster's workers, the errors reported on the graph's ``.errors``
+streams and an optional ``status()`` callable of the pipeline from the main thread while the graph
+runs in its event-loop thread, and a clean end after ``--trains`` trains or Ctrl-C.
+
+Two kinds of source are shown: :class:`kb_streams.sources.from_karabo_bridge` (trains received in
+this process) and :class:`kb_streams.worker_receive.from_karabo_bridge_on_workers` (trains
+received and reduced on the Dask workers; the source emits their results).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import ipaddress
 import math
+import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
@@ -24,12 +30,25 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from ._output import format_seconds, non_negative_float, positive_float, positive_int, reader_socket
+from ._output import (
+    format_bytes,
+    format_seconds,
+    non_negative_float,
+    positive_float,
+    positive_int,
+    reader_socket,
+)
 
 if TYPE_CHECKING:
-    from ..sources import SourceStats, from_karabo_bridge
+    from distributed import Client
+    from streamz import Stream
+
+    from ..sources import SourceStats
 
 _SERVER_SOCKETS = {"REQ": "REP", "SUB": "PUB", "PULL": "PUSH"}
+
+#: Workers of the local cluster ``--dask`` starts (one thread each).
+DASK_WORKERS = 2
 
 
 class _Rate:
@@ -47,8 +66,8 @@ class _Rate:
         return (c1 - c0) / (t1 - t0) if t1 > t0 else 0.0
 
 
-def status_line(stats: SourceStats, rate: float) -> str:
-    """One line of source counters.
+def status_line(stats: SourceStats, rate: float, errors: int = 0) -> str:
+    """One line of source counters (``errors``: more errors counted elsewhere in the graph).
 
     Examples
     --------
@@ -58,10 +77,207 @@ def status_line(stats: SourceStats, rate: float) -> str:
     """
     age = ("-" if math.isnan(stats.age_last)
            else f"{stats.age_last:.3f} s (mean {stats.age_mean:.3f})")
-    errors = stats.errors + stats.decode_errors
+    errors += stats.errors + stats.decode_errors
     return (f"trains {stats.trains} | {rate:.1f}/s | age {age} | lost {stats.gaps} | "
             f"dropped {stats.dropped} | errors {errors} | in flight {stats.in_flight}")
 
+
+# -- what the view reads from a source --------------------------------------------------------
+
+class _BridgeCounters:
+    """Counters of a :class:`~kb_streams.sources.from_karabo_bridge` source."""
+
+    def __init__(self, source: Any) -> None:
+        self.source = source
+
+    def trains(self) -> int:
+        return self.source.stats.trains
+
+    def cells(self, rate: float, errors: int) -> dict[str, str]:
+        stats = self.source.stats
+        return {
+            "trains": str(stats.trains),
+            "per s": f"{rate:.1f}",
+            "age": format_seconds(stats.age_last),
+            "mean age": format_seconds(stats.age_mean),
+            "lost": str(stats.gaps),
+            "dropped": str(stats.dropped),
+            "errors": str(stats.errors + stats.decode_errors + errors),
+            "in flight": str(stats.in_flight),
+        }
+
+    def line(self, rate: float, errors: int) -> str:
+        return status_line(self.source.stats, rate, errors)
+
+    def finished(self) -> bool:
+        return self.source.finished
+
+    def join(self, timeout: float) -> bool:
+        return self.source.join(timeout)
+
+
+class _WorkerCounters:
+    """Counters of a :class:`~kb_streams.worker_receive.from_karabo_bridge_on_workers` source.
+
+    Its errors are the records on ``source.errors``, counted by the view.
+    """
+
+    def __init__(self, source: Any) -> None:
+        self.source = source
+
+    def trains(self) -> int:
+        return self.source.stats.emitted
+
+    def _values(self, rate: float, errors: int) -> dict[str, str]:
+        stats = self.source.stats
+        back = stats.bytes_results / stats.received if stats.received else 0
+        return {
+            "trains": str(stats.emitted),
+            "per s": f"{rate:.1f}",
+            "on workers": str(stats.received),
+            "skipped": str(stats.skipped),
+            "late": str(stats.late),
+            "errors": str(errors),
+            "buffered": str(stats.buffered),
+            "back/train": format_bytes(back),
+        }
+
+    def cells(self, rate: float, errors: int) -> dict[str, str]:
+        return self._values(rate, errors)
+
+    def line(self, rate: float, errors: int) -> str:
+        values = self._values(rate, errors)
+        values["per s"] += "/s"
+        return " | ".join(f"{name} {value}" if name != "per s" else value
+                          for name, value in values.items())
+
+    def finished(self) -> bool:
+        return self.source.finished.is_set()
+
+    def join(self, timeout: float) -> bool:
+        return self.source.finished.wait(timeout)
+
+
+def _counters(source: Any) -> _BridgeCounters | _WorkerCounters:
+    worker_receive = sys.modules.get("kb_streams.worker_receive")  # imported if one exists
+    if worker_receive is not None and isinstance(source,
+                                                 worker_receive.from_karabo_bridge_on_workers):
+        return _WorkerCounters(source)
+    return _BridgeCounters(source)
+
+
+class ErrorCounter:
+    """Counts the records emitted on ``.errors`` streams (e.g. of offload nodes); keeps the last.
+
+    Examples
+    --------
+    >>> from streamz import Stream
+    >>> errors = Stream()
+    >>> counter = ErrorCounter([errors])
+    >>> errors.emit("train 7: f failed: KeyError: 'x'")
+    >>> counter.count, counter.last
+    (1, "train 7: f failed: KeyError: 'x'")
+    >>> counter.close()
+    """
+
+    def __init__(self, streams: Iterable[Stream] = ()) -> None:
+        self.count = 0
+        self.last: str | None = None
+        self._sinks = [stream.sink(self._record) for stream in streams]
+
+    def _record(self, record: Any) -> None:
+        self.count += 1
+        self.last = str(record)
+
+    def close(self) -> None:
+        """Detach from the streams."""
+        for sink in self._sinks:
+            sink.destroy()
+        self._sinks.clear()
+
+
+def error_streams(source: Stream) -> list[Stream]:
+    """The ``.errors`` streams of ``source`` and of every node downstream of it.
+
+    Examples
+    --------
+    >>> from streamz import Stream
+    >>> source = Stream()
+    >>> node = source.map(abs)
+    >>> node.errors = Stream()
+    >>> error_streams(source) == [node.errors]
+    True
+    """
+    from streamz import Stream
+
+    found: list[Stream] = []
+    seen: set[int] = set()
+    todo = [source]
+    while todo:
+        node = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        errors = getattr(node, "errors", None)
+        if isinstance(errors, Stream) and errors is not node:
+            found.append(errors)
+        todo.extend(d for d in node.downstreams if d is not None)
+    return found
+
+
+class ClusterInfo:
+    """Address and workers of a Dask cluster, for the live view (asks the scheduler once a second).
+
+    Parameters
+    ----------
+    client
+        The connected :class:`distributed.Client`.
+    local
+        Whether the cluster was started by this command (a local cluster).
+    """
+
+    def __init__(self, client: Client, *, local: bool, refresh: float = 1.0) -> None:
+        self.client = client
+        self.local = local
+        self.refresh = refresh
+        self.address = str(client.scheduler.address)
+        self._workers = self._threads = 0
+        self._next = 0.0
+
+    def _update(self) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + self.refresh
+        try:
+            nthreads = self.client.nthreads()
+        except Exception:  # the client is closing or the scheduler is gone: keep the last
+            return
+        self._workers, self._threads = len(nthreads), sum(nthreads.values())
+
+    @property
+    def workers(self) -> int:
+        self._update()
+        return self._workers
+
+    @property
+    def threads(self) -> int:
+        self._update()
+        return self._threads
+
+    def worker_hosts(self) -> set[str]:
+        """Hosts of the workers (as the scheduler knows them)."""
+        from distributed.comm import get_address_host
+
+        return {get_address_host(address) for address in self.client.nthreads()}
+
+    def line(self) -> str:
+        """E.g. ``dask tcp://127.0.0.1:40123 (local cluster) | 2 workers, 2 threads``."""
+        kind = "local cluster" if self.local else "scheduler"
+        return f"dask {self.address} ({kind}) | {self.workers} workers, {self.threads} threads"
+
+
+# -- the view ---------------------------------------------------------------------------------
 
 class LiveView:
     """Show a running source's counters and a pipeline's status until told to stop.
@@ -69,11 +285,17 @@ class LiveView:
     Parameters
     ----------
     source
-        The running bridge source.
+        The running source: :class:`~kb_streams.sources.from_karabo_bridge` or
+        :class:`~kb_streams.worker_receive.from_karabo_bridge_on_workers`.
     status
         Optional callable returning the pipeline's status: a string or a rich renderable.
     title
         Shown above the counters.
+    errors
+        ``.errors`` streams whose records count as errors (the source's own, if it has one, is
+        always counted).
+    cluster
+        The Dask cluster to show (address, workers).
     interval
         Seconds between refreshes on a terminal.
     plain_interval
@@ -84,10 +306,12 @@ class LiveView:
 
     def __init__(
         self,
-        source: from_karabo_bridge,
+        source: Any,
         status: Callable[[], Any] | None = None,
         *,
         title: str = "kb-streams",
+        errors: Iterable[Stream] = (),
+        cluster: ClusterInfo | None = None,
         interval: float = 0.25,
         plain_interval: float = 2.0,
         console: Console | None = None,
@@ -95,16 +319,41 @@ class LiveView:
         self.source = source
         self.status = status
         self.title = title
+        self.cluster = cluster
         self.interval = interval
         self.plain_interval = plain_interval
         self.console = console or Console()
+        self._counters = _counters(source)
+        streams = list(errors)
+        own = getattr(source, "errors", None)
+        if own is not None and all(own is not s for s in streams):
+            streams.insert(0, own)
+        self.errors = ErrorCounter(streams)
         self._rate = _Rate()
         self.rate = 0.0
 
+    def close(self) -> None:
+        """Stop counting errors (detaches from the ``.errors`` streams)."""
+        self.errors.close()
+
+    def _update_rate(self) -> float:
+        self.rate = self._rate.update(self._counters.trains(), time.monotonic())
+        return self.rate
+
     def counters(self) -> str:
-        stats = self.source.stats
-        self.rate = self._rate.update(stats.trains, time.monotonic())
-        return status_line(stats, self.rate)
+        """The counters as one line."""
+        line = self._counters.line(self._update_rate(), self.errors.count)
+        if self.cluster is not None:
+            line += f" | workers {self.cluster.workers}"
+        return line
+
+    def _extra_lines(self) -> list[str]:
+        lines = []
+        if self.cluster is not None:
+            lines.append(self.cluster.line())
+        if self.errors.last is not None:
+            lines.append(f"last error: {self.errors.last}")
+        return lines
 
     def _pipeline_status(self) -> Any:
         if self.status is None:
@@ -115,19 +364,10 @@ class LiveView:
             return f"(status unavailable: {type(exc).__name__}: {exc})"
 
     def _counter_table(self) -> Table:
-        stats = self.source.stats
-        self.rate = self._rate.update(stats.trains, time.monotonic())
+        cells = self._counters.cells(self._update_rate(), self.errors.count)
+        if self.cluster is not None:
+            cells["workers"] = str(self.cluster.workers)
         table = Table(box=None, padding=(0, 1), show_edge=False)
-        cells = {
-            "trains": str(stats.trains),
-            "per s": f"{self.rate:.1f}",
-            "age": format_seconds(stats.age_last),
-            "mean age": format_seconds(stats.age_mean),
-            "lost": str(stats.gaps),
-            "dropped": str(stats.dropped),
-            "errors": str(stats.errors + stats.decode_errors),
-            "in flight": str(stats.in_flight),
-        }
         for name in cells:
             table.add_column(name, justify="right", header_style="dim", no_wrap=True)
         table.add_row(*cells.values(), style="bold")
@@ -135,6 +375,7 @@ class LiveView:
 
     def _renderable(self) -> Any:
         parts: list[Any] = [self._counter_table()]
+        parts += [Text(line, style="dim") for line in self._extra_lines()]
         status = self._pipeline_status()
         if status is not None:
             parts.append(Text(status) if isinstance(status, str) else status)
@@ -142,7 +383,7 @@ class LiveView:
 
     def run(self, done: Callable[[], bool]) -> None:
         """Refresh until ``done()`` is true (KeyboardInterrupt passes through to the caller)."""
-        self._rate.update(self.source.stats.trains, time.monotonic())
+        self._update_rate()
         if self.console.is_terminal:
             with Live(self._renderable(), console=self.console, refresh_per_second=4,
                       transient=False) as live:
@@ -160,7 +401,7 @@ class LiveView:
 
     def summary(self) -> str:
         """Final counters and pipeline status, as plain text."""
-        lines = [self.counters()]
+        lines = [self.counters(), *self._extra_lines()]
         status = self._pipeline_status()
         if status is not None:
             if isinstance(status, str):
@@ -177,51 +418,93 @@ def print_summary(view: LiveView, *, file: Any = None) -> None:
     print(view.summary(), file=file or sys.stdout, flush=True)
 
 
+def first_trains(stream: Stream, trains: int | None, on_last: Callable[[], None]) -> Stream:
+    """``stream`` passing on only its first ``trains`` items; ``on_last()`` at the last one.
+
+    For sources that may still emit after :meth:`stop` (a worker-side source emits the results
+    it holds for re-ordering), so that ``--trains N`` means exactly N trains in the graph.
+
+    Examples
+    --------
+    >>> from streamz import Stream
+    >>> source = Stream()
+    >>> out = first_trains(source, 2, lambda: print("stop")).sink_to_list()
+    >>> for x in range(4):
+    ...     source.emit(x)
+    stop
+    >>> out
+    [0, 1]
+    """
+    if trains is None:
+        return stream
+    seen = 0
+
+    def keep(_: Any) -> bool:
+        nonlocal seen
+        seen += 1
+        if seen == trains:
+            on_last()
+        return seen <= trains
+
+    return stream.filter(keep)
+
+
 def run_live(
-    source: from_karabo_bridge,
+    source: Any,
     status: Callable[[], Any] | None = None,
     *,
     trains: int | None = None,
     title: str = "kb-streams",
+    errors: Iterable[Stream] = (),
+    cluster: ClusterInfo | None = None,
     console: Console | None = None,
     stop_timeout: float = 10.0,
 ) -> int:
     """Run a built graph: start the source, show live status, end cleanly; the exit code.
 
-    Ends after ``trains`` trains (exactly: the source is stopped from inside the graph), when
-    the source stops by itself, or on Ctrl-C/SIGTERM; then stops the source, waits for the
-    trains in flight and prints the final summary.
+    Ends after ``trains`` trains (the source is stopped from inside the graph; trains it still
+    emits after that are not counted), when the source stops by itself, or on Ctrl-C/SIGTERM;
+    then stops the source, waits for the trains in flight and prints the final summary.
     """
     emitted = 0
 
     def count(_: Any) -> None:
         nonlocal emitted
+        if trains is not None and emitted >= trains:
+            return
         emitted += 1
         if trains is not None and emitted >= trains:
             source.stop()
 
     counter = source.sink(count)
-    view = LiveView(source, status, title=title, console=console)
+    view = LiveView(source, status, title=title, errors=errors, cluster=cluster, console=console)
+    counters = view._counters
     interrupted = False
     source.start()
     try:
-        view.run(done=lambda: source.finished)
+        view.run(done=counters.finished)
     except KeyboardInterrupt:
         interrupted = True
     finally:
         source.stop()
-        finished = source.join(stop_timeout)
+        try:
+            finished = counters.join(stop_timeout)
+        except KeyboardInterrupt:  # a second Ctrl-C: stop waiting
+            interrupted, finished = True, False
         counter.destroy()
     if not finished:
         print(f"warning: trains still in the graph after {stop_timeout:g} s", file=sys.stderr)
     print(("interrupted; " if interrupted else "") + f"{emitted} trains processed", flush=True)
     print_summary(view)
+    view.close()
     if emitted == 0 and not interrupted:
         print(f"error: no train received from {source.endpoint} ({source.sock})",
               file=sys.stderr)
         return 1
     return 0
 
+
+# -- command-line pieces ----------------------------------------------------------------------
 
 def add_source_arguments(parser: argparse.ArgumentParser, *, pulses: int = 32) -> None:
     """``--endpoint``, ``--sock``, ``--trains`` ... and the embedded simulator's options.
@@ -251,15 +534,84 @@ def add_source_arguments(parser: argparse.ArgumentParser, *, pulses: int = 32) -
                      help="trains per second, 0 = as fast as possible (default: 10)")
 
 
-@contextlib.contextmanager
-def open_source(args: argparse.Namespace):
-    """The bridge source for ``args`` (with a simulator serving it, without ``--endpoint``).
+def dask_address(text: str) -> str:
+    """``--dask`` type: ``local``, ``tcp://host:port`` (any Dask protocol) or ``host:port``.
 
-    The source asks for the next train as soon as one arrives (``prefetch=2``), so transfer and
-    analysis overlap.
+    Examples
+    --------
+    >>> dask_address("tcp://10.0.0.5:8786"), dask_address("10.0.0.5:8786")
+    ('tcp://10.0.0.5:8786', '10.0.0.5:8786')
+    >>> dask_address("pipeline.py")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: expected a scheduler address such as tcp://host:8786, not \
+'pipeline.py' (write --dask after PIPELINE.py)
     """
-    from ..sources import from_karabo_bridge
+    text = text.strip()
+    host, sep, port = text.rpartition(":")
+    if text == "local" or "://" in text or (sep and host and port.isdigit()):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"expected a scheduler address such as tcp://host:8786, not {text!r}"
+        + (" (write --dask after PIPELINE.py)" if text.endswith(".py") else ""))
 
+
+def add_dask_arguments(parser: argparse.ArgumentParser, *, what: str) -> None:
+    """``--dask [ADDRESS]`` and ``--workers N``; ``what`` says what runs on the cluster."""
+    dask = parser.add_argument_group("Dask")
+    dask.add_argument(
+        "--dask", nargs="?", const="local", default=None, type=dask_address, metavar="ADDRESS",
+        help=f"{what} on a Dask cluster: without ADDRESS a local cluster of worker processes "
+             f"on 127.0.0.1 (closed at the end), or a running scheduler, e.g. "
+             f"tcp://10.0.0.5:8786")
+    dask.add_argument(
+        "--workers", type=positive_int, default=DASK_WORKERS, metavar="N",
+        help=f"worker processes of the local cluster, one thread each (default: {DASK_WORKERS})")
+
+
+@contextlib.contextmanager
+def dask_cluster(address: str, *, n_workers: int = DASK_WORKERS) -> Iterator[ClusterInfo]:
+    """Connect to the scheduler at ``address``, or start a local cluster (``'local'``); close it.
+
+    Call it before building the graph (the graph's nodes then share the client's event loop).
+    The worker processes of a local cluster are started with SIGINT ignored: Ctrl-C on a terminal
+    reaches the whole process group, and the workers must outlive it until the graph has stopped;
+    closing the client (on the way out, also after Ctrl-C) stops them.
+    """
+    from ..cluster import connect
+
+    local = address == "local"
+    previous = signal.getsignal(signal.SIGINT)
+    if local:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited by the spawned workers
+    try:
+        client = connect(None if local else address, n_workers=n_workers, threads_per_worker=1)
+    finally:
+        if local:
+            signal.signal(signal.SIGINT, previous)
+    try:
+        info = ClusterInfo(client, local=local)
+        print(f"{info.line()}", flush=True)
+        if not info.workers:
+            print("warning: the Dask cluster has no workers (yet): nothing runs until one "
+                  "joins", file=sys.stderr, flush=True)
+        yield info
+    finally:
+        client.close(timeout=30)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine only (127.x, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@contextlib.contextmanager
+def simulator_endpoint(args: argparse.Namespace) -> Iterator[str]:
+    """``args.endpoint``, or the endpoint of an embedded simulator serving for the run."""
     with contextlib.ExitStack() as stack:
         endpoint = args.endpoint
         if endpoint is None:
@@ -270,5 +622,18 @@ def open_source(args: argparse.Namespace):
             endpoint = server.endpoint
             print(f"simulator: AGIPD-modules, {args.pulses} pulses, "
                   f"{args.rate:g} Hz, {server.sock} on {endpoint}", flush=True)
+        yield endpoint
+
+
+@contextlib.contextmanager
+def open_source(args: argparse.Namespace):
+    """The bridge source for ``args`` (with a simulator serving it, without ``--endpoint``).
+
+    The source asks for the next train as soon as one arrives (``prefetch=2``), so transfer and
+    analysis overlap.
+    """
+    from ..sources import from_karabo_bridge
+
+    with simulator_endpoint(args) as endpoint:
         yield from_karabo_bridge(endpoint, sock=args.sock, timeout=args.timeout, prefetch=2,
                                  max_in_flight=args.max_in_flight)
