@@ -61,7 +61,15 @@ from streamz import Stream
 from streamz.sources import Source
 
 from .client import Client as BridgeClient
-from .offload import OffloadError, cancel_quietly, detach, nbytes_of, on_client_loop
+from .offload import (
+    RPC_TIMEOUT,
+    WARN_EVERY,
+    OffloadError,
+    cancel_quietly,
+    detach,
+    nbytes_of,
+    on_client_loop,
+)
 from .train import Train
 
 __all__ = ["Shard", "WorkerReceiveStats", "from_karabo_bridge_on_workers", "module_shards",
@@ -515,6 +523,7 @@ class from_karabo_bridge_on_workers(Source):
         self._buffer: dict[int, _Pending] = {}
         self._last_emitted: int | None = None
         self._warned_size = False
+        self._warned_no_workers = -WARN_EVERY  # when (time.monotonic()) it last warned
         if start:
             self.start()
 
@@ -548,7 +557,9 @@ class from_karabo_bridge_on_workers(Source):
                     await self._assign_workers()
                     next_check = now + 1.0
                 for slot in self._slots:
-                    while slot.tasks < self.tasks_per_receiver and now >= slot.not_before:
+                    # a receiver waits for a worker: a task run anywhere would strand its trains
+                    while (slot.worker is not None and slot.tasks < self.tasks_per_receiver
+                           and now >= slot.not_before):
                         task = asyncio.ensure_future(
                             on_client_loop(self.client, self._remote, slot.spec, slot.worker))
                         tasks[task] = slot
@@ -575,7 +586,8 @@ class from_karabo_bridge_on_workers(Source):
             if tasks:
                 # cancel the Dask futures: their gathers then end by themselves
                 with contextlib.suppress(Exception):
-                    await on_client_loop(self.client, self._cancel_futures)
+                    await asyncio.wait_for(on_client_loop(self.client, self._cancel_futures),
+                                           RPC_TIMEOUT)
                 _, late = await asyncio.wait(tasks, timeout=self.timeout + 10)
                 for task in late:
                     task.cancel()
@@ -601,7 +613,7 @@ class from_karabo_bridge_on_workers(Source):
         self._last_emitted = None
 
     async def _workers(self) -> list[str]:
-        return sorted(await self.client.scheduler.ncores_running())
+        return sorted(await asyncio.wait_for(self.client.scheduler.ncores_running(), RPC_TIMEOUT))
 
     async def _assign_workers(self) -> None:
         """Pin every receiver to a live worker, spread evenly (cheap; done about once a second)."""
@@ -610,11 +622,20 @@ class from_karabo_bridge_on_workers(Source):
         except Exception as exc:
             logger.warning("cannot list the Dask workers: %s", exc)
             return
-        if not workers:
-            return
         gone = {s.worker for s in self._slots if s.worker is not None} - set(workers)
         if gone:
             await on_client_loop(self.client, self._abandon, gone)
+        if not workers:
+            for slot in self._slots:
+                if slot.worker is not None:
+                    logger.info("receiver %s: worker %s is gone", slot.spec.name, slot.worker)
+                    slot.worker = None
+            now = time.monotonic()
+            if now - self._warned_no_workers >= WARN_EVERY:
+                self._warned_no_workers = now
+                logger.warning("worker-side bridge source %s: the Dask cluster has no workers; no "
+                               "train is received until workers join", self.endpoint)
+            return
         load = {w: 0 for w in workers}
         for slot in self._slots:
             if slot.worker in load:
@@ -639,15 +660,14 @@ class from_karabo_bridge_on_workers(Source):
             load[idlest] += 1
             self.stats.reassigned += 1
 
-    async def _remote(self, spec: _Spec, worker: str | None) -> _Result:
-        """Client loop: one receive-and-apply task on ``worker`` (or wherever it can run)."""
+    async def _remote(self, spec: _Spec, worker: str) -> _Result:
+        """Client loop: one receive-and-apply task on ``worker``."""
         client = self.client
         future = None
         try:
             future = client.submit(
                 receive_and_apply, spec, self.func, self.args, self.kwargs, pure=False,
-                key=f"kb-receive-{spec.name}-{uuid.uuid4().hex}",
-                workers=[worker] if worker else None, allow_other_workers=worker is None)
+                key=f"kb-receive-{spec.name}-{uuid.uuid4().hex}", workers=[worker])
             self._futures[future] = worker
             return await client.gather(future, direct=True)
         except (Exception, FutureCancelledError) as exc:

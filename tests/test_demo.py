@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from kb_streams.cli import main
+from kb_streams.cli._live import dask_address
 from kb_streams.cli.demo import _bins, _roi, _source_key
 from kb_streams.demo import PumpProbeSetup, ratio_of_train
 from kb_streams.server import BridgeServer
@@ -134,13 +135,20 @@ def test_demo_reads_a_real_bridge_with_other_source_names(tcp_endpoint, capsys,
             assert mean == pytest.approx(truth, abs=0.01)
 
 
+def test_demo_refuses_options_that_do_not_apply_with_dask(capsys):
+    assert main(["demo", "--dask", "--max-in-flight", "2"]) == 2  # before starting anything
+    assert "--max-in-flight applies without --dask only" in capsys.readouterr().err
+
+
 def test_argument_types():
     assert _source_key("image.data")("SRC/A:output[data.x]") == ("SRC/A:output", "data.x")
     assert _source_key("image.data")("SPB_DET/DET/*CH0:xtdf") == ("SPB_DET/DET/*CH0:xtdf",
                                                                   "image.data")
     assert _roi("3:10:20,0:128") == (3, (10, 20), (0, 128))
     assert _bins("-1,4,5") == pytest.approx((-1, 0, 1, 2, 3, 4))
+    assert dask_address("tcp://10.0.0.5:8786") == "tcp://10.0.0.5:8786"
+    assert dask_address("exflonc12:8786") == "exflonc12:8786"
     for parse, text in [(_roi, "3:20:10,0:128"), (_roi, "3,10,20"), (_bins, "4,-1,5"),
-                        (_bins, "a,b,c")]:
+                        (_bins, "a,b,c"), (dask_address, "demo.py"), (dask_address, "host")]:
         with pytest.raises(argparse.ArgumentTypeError):
             parse(text)

@@ -74,3 +74,20 @@ def test_pipeline_results_are_understood(tmp_path):
     assert split_result(None) == (None, None)
     with pytest.raises(TypeError):
         split_result(42)
+
+
+def test_pipeline_taking_a_client_needs_dask(tmp_path, capsys):
+    from kb_streams.cli.run import takes_client
+
+    path = tmp_path / "needs.py"
+    path.write_text("def pipeline(source, client):\n    return None\n")
+    assert takes_client(load_pipeline(path)) is True
+    assert main(["run", str(path), "--trains", "1"]) == 2  # refused before anything starts
+    assert "needs a Dask client: run it with --dask" in capsys.readouterr().err
+    optional = tmp_path / "optional.py"
+    optional.write_text("def pipeline(source, client=None):\n    return None\n")
+    assert takes_client(load_pipeline(optional)) is False
+    assert takes_client(load_pipeline(EXAMPLES / "roi_monitor.py")) is None
+    with pytest.raises(SystemExit):  # the address would swallow the file name
+        main(["run", "--dask", str(path)])
+    assert "write --dask after PIPELINE.py" in capsys.readouterr().err

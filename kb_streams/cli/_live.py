@@ -49,6 +49,8 @@ _SERVER_SOCKETS = {"REQ": "REP", "SUB": "PUB", "PULL": "PUSH"}
 
 #: Workers of the local cluster ``--dask`` starts (one thread each).
 DASK_WORKERS = 2
+#: Seconds to wait for a scheduler given as ``--dask ADDRESS``.
+CONNECT_TIMEOUT = 10
 
 
 class _Rate:
@@ -128,28 +130,26 @@ class _WorkerCounters:
     def trains(self) -> int:
         return self.source.stats.emitted
 
-    def _values(self, rate: float, errors: int) -> dict[str, str]:
+    def cells(self, rate: float, errors: int) -> dict[str, str]:
         stats = self.source.stats
         back = stats.bytes_results / stats.received if stats.received else 0
         return {
             "trains": str(stats.emitted),
             "per s": f"{rate:.1f}",
-            "on workers": str(stats.received),
+            "received": str(stats.received),
             "skipped": str(stats.skipped),
             "late": str(stats.late),
             "errors": str(errors),
-            "buffered": str(stats.buffered),
-            "back/train": format_bytes(back),
+            "result": format_bytes(back),
         }
 
-    def cells(self, rate: float, errors: int) -> dict[str, str]:
-        return self._values(rate, errors)
-
     def line(self, rate: float, errors: int) -> str:
-        values = self._values(rate, errors)
-        values["per s"] += "/s"
-        return " | ".join(f"{name} {value}" if name != "per s" else value
-                          for name, value in values.items())
+        stats = self.source.stats
+        back = stats.bytes_results / stats.received if stats.received else 0
+        return (f"trains {stats.emitted} | {rate:.1f}/s | received on workers "
+                f"{stats.received} | skipped {stats.skipped} | late {stats.late} | "
+                f"errors {errors} | buffered {stats.buffered} | result "
+                f"{format_bytes(back)}/train")
 
     def finished(self) -> bool:
         return self.source.finished.is_set()
@@ -250,7 +250,7 @@ class ClusterInfo:
             return
         self._next = now + self.refresh
         try:
-            nthreads = self.client.nthreads()
+            nthreads = self.client.nthreads(callback_timeout=2)
         except Exception:  # the client is closing or the scheduler is gone: keep the last
             return
         self._workers, self._threads = len(nthreads), sum(nthreads.values())
@@ -269,12 +269,15 @@ class ClusterInfo:
         """Hosts of the workers (as the scheduler knows them)."""
         from distributed.comm import get_address_host
 
-        return {get_address_host(address) for address in self.client.nthreads()}
+        return {get_address_host(address)
+                for address in self.client.nthreads(callback_timeout=10)}
 
     def line(self) -> str:
         """E.g. ``dask tcp://127.0.0.1:40123 (local cluster) | 2 workers, 2 threads``."""
         kind = "local cluster" if self.local else "scheduler"
-        return f"dask {self.address} ({kind}) | {self.workers} workers, {self.threads} threads"
+        workers, threads = self.workers, self.threads
+        return (f"dask {self.address} ({kind}) | {workers} worker{'s' * (workers != 1)}, "
+                f"{threads} thread{'s' * (threads != 1)}")
 
 
 # -- the view ---------------------------------------------------------------------------------
@@ -365,8 +368,6 @@ class LiveView:
 
     def _counter_table(self) -> Table:
         cells = self._counters.cells(self._update_rate(), self.errors.count)
-        if self.cluster is not None:
-            cells["workers"] = str(self.cluster.workers)
         table = Table(box=None, padding=(0, 1), show_edge=False)
         for name in cells:
             table.add_column(name, justify="right", header_style="dim", no_wrap=True)
@@ -462,15 +463,18 @@ def run_live(
 ) -> int:
     """Run a built graph: start the source, show live status, end cleanly; the exit code.
 
-    Ends after ``trains`` trains (the source is stopped from inside the graph; trains it still
-    emits after that are not counted), when the source stops by itself, or on Ctrl-C/SIGTERM;
-    then stops the source, waits for the trains in flight and prints the final summary.
+    Ends after ``trains`` trains (the source is stopped from inside the graph; items it still
+    emits after that are not counted: build the graph on :func:`first_trains` to keep them out
+    of it too), when the source stops by itself, or on Ctrl-C/SIGTERM; then stops the source,
+    waits for the trains in flight and prints the final summary. ``errors``: ``.errors`` streams
+    to count (besides the source's own); ``cluster``: the Dask cluster to show.
     """
-    emitted = 0
+    emitted = left_out = 0
 
     def count(_: Any) -> None:
-        nonlocal emitted
+        nonlocal emitted, left_out
         if trains is not None and emitted >= trains:
+            left_out += 1
             return
         emitted += 1
         if trains is not None and emitted >= trains:
@@ -494,7 +498,9 @@ def run_live(
         counter.destroy()
     if not finished:
         print(f"warning: trains still in the graph after {stop_timeout:g} s", file=sys.stderr)
-    print(("interrupted; " if interrupted else "") + f"{emitted} trains processed", flush=True)
+    print(("interrupted; " if interrupted else "") + f"{emitted} trains processed"
+          + (f" ({left_out} later result{'s' if left_out > 1 else ''} left out)"
+             if left_out else ""), flush=True)
     print_summary(view)
     view.close()
     if emitted == 0 and not interrupted:
@@ -560,9 +566,8 @@ def add_dask_arguments(parser: argparse.ArgumentParser, *, what: str) -> None:
     dask = parser.add_argument_group("Dask")
     dask.add_argument(
         "--dask", nargs="?", const="local", default=None, type=dask_address, metavar="ADDRESS",
-        help=f"{what} on a Dask cluster: without ADDRESS a local cluster of worker processes "
-             f"on 127.0.0.1 (closed at the end), or a running scheduler, e.g. "
-             f"tcp://10.0.0.5:8786")
+        help=f"{what}. ADDRESS: a running scheduler, e.g. tcp://10.0.0.5:8786; without it a "
+             f"local cluster of --workers worker processes on 127.0.0.1, closed at the end")
     dask.add_argument(
         "--workers", type=positive_int, default=DASK_WORKERS, metavar="N",
         help=f"worker processes of the local cluster, one thread each (default: {DASK_WORKERS})")
@@ -584,7 +589,10 @@ def dask_cluster(address: str, *, n_workers: int = DASK_WORKERS) -> Iterator[Clu
     if local:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited by the spawned workers
     try:
-        client = connect(None if local else address, n_workers=n_workers, threads_per_worker=1)
+        if local:
+            client = connect(n_workers=n_workers, threads_per_worker=1)
+        else:
+            client = connect(address, timeout=CONNECT_TIMEOUT)
     finally:
         if local:
             signal.signal(signal.SIGINT, previous)

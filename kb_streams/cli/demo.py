@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import re
 import sys
+from typing import TYPE_CHECKING
 
 from ._live import (
     add_dask_arguments,
@@ -27,6 +28,9 @@ from ._live import (
     simulator_endpoint,
 )
 from ._output import EXIT_FAILURE, EXIT_USAGE, fail, handle_termination
+
+if TYPE_CHECKING:
+    from ..demo import PumpProbeSetup
 
 COMMAND = "demo"
 
@@ -140,7 +144,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                             f"{len(d.bins) - 1}); write --bins=-2,10,24 for a negative start")
     names.add_argument("--pump-every", type=int, default=d.pump_every, metavar="N",
                        help=f"pulse p is pumped when p %% N == 0 (default: {d.pump_every})")
-    add_dask_arguments(parser, what="receive and reduce the trains")
+    add_dask_arguments(parser, what="receive and reduce the trains on Dask workers")
     parser.set_defaults(func=run)
     return parser
 
@@ -151,6 +155,9 @@ def run(args: argparse.Namespace) -> int:
     if args.pump_every < 2:
         return fail(COMMAND, "--pump-every must be 2 or more (some pulses must be unpumped)",
                     EXIT_USAGE)
+    if args.dask is not None and args.max_in_flight is not None:
+        return fail(COMMAND, "--max-in-flight applies without --dask only (with --dask each "
+                    "worker holds at most a few trains)", EXIT_USAGE)
     handle_termination()
     (detector_sources, key), (xgm, xgm_key), (delay, delay_key) = (
         args.detector_sources, args.xgm, args.delay)
@@ -160,16 +167,13 @@ def run(args: argparse.Namespace) -> int:
         fast_scan=fast_scan, xgm=xgm, xgm_key=xgm_key, delay=delay, delay_key=delay_key,
         bins=tuple(args.bins), pump_every=args.pump_every)
     if args.dask is not None:
-        if args.max_in_flight is not None:
-            return fail(COMMAND, "--max-in-flight applies without --dask only (with --dask the "
-                        "workers take one train at a time each)", EXIT_USAGE)
         return _run_on_dask(args, setup)
     with open_source(args) as source:
         curve = pump_probe_graph(source, setup)
         return run_live(source, curve.table, trains=args.trains, title=TITLE)
 
 
-def _run_on_dask(args: argparse.Namespace, setup) -> int:
+def _run_on_dask(args: argparse.Namespace, setup: PumpProbeSetup) -> int:
     """The demo with the trains received and reduced on Dask workers, binned here."""
     from ..demo import bin_ratios, pump_probe_on_workers
 

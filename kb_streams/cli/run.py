@@ -1,8 +1,14 @@
-"""``kb-streams run PIPELINE.py``: run your own streamz graph on a bridge stream, live."""
+"""``kb-streams run PIPELINE.py``: run your own streamz graph on a bridge stream, live.
+
+With ``--dask [ADDRESS]`` the Dask client is made first (a local cluster or a running scheduler),
+so that the source and the graph are built on its event loop; a ``pipeline(source, client)``
+function gets it as ``client``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import inspect
 import sys
@@ -10,15 +16,26 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ._live import add_source_arguments, open_source, run_live
-from ._output import EXIT_USAGE, fail, handle_termination
+from ._live import (
+    add_dask_arguments,
+    add_source_arguments,
+    dask_cluster,
+    error_streams,
+    open_source,
+    run_live,
+)
+from ._output import EXIT_FAILURE, EXIT_USAGE, fail, handle_termination
 
 COMMAND = "run"
+#: Pipeline files are loaded as modules named this + the file's stem.
+MODULE_PREFIX = "kb_streams_pipeline_"
 
 EPILOG = """\
 examples:
   kb-streams run examples/roi_monitor.py                    # on an embedded simulator
   kb-streams run my_pipeline.py --endpoint tcp://exflonc12:45000 --sock SUB --trains 100
+  kb-streams run my_pipeline.py --dask                       # with a local Dask cluster
+  kb-streams run my_pipeline.py --dask tcp://10.0.0.5:8786   # with a running scheduler
 
 PIPELINE.py defines a function (``pipeline`` by default) that receives the source stream, a
 streamz Stream of kb_streams.Train records, and builds the graph on it:
@@ -30,6 +47,20 @@ streamz Stream of kb_streams.Train records, and builds the graph on it:
 
 It may return a stream, a callable giving a status line (str or a rich renderable) shown
 live, or both as (stream, status). Ctrl-C ends the run cleanly.
+
+--dask [ADDRESS]: connect to a Dask cluster first (without ADDRESS: start a local cluster of
+--workers worker processes on 127.0.0.1, closed at the end), build the source on the client's
+event loop, then call pipeline(source, client=client) if the function takes a ``client``
+parameter (otherwise pipeline(source); the client is also the Dask default client):
+
+    def pipeline(source, client=None):
+        results = source.offload(reduce_train, n=4, client=client)  # kb_streams.offload
+        results.sink(print)
+        return results
+
+Functions defined in PIPELINE.py are sent to the workers by value; modules it imports must be
+installed on the workers. Errors reported on the .errors streams of the graph's nodes (e.g.
+offload) are counted in the live view.
 """
 
 
@@ -37,7 +68,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser = subparsers.add_parser(
         COMMAND, help="run a pipeline file on a bridge stream (or the embedded simulator)",
         description="Load PIPELINE.py, call its pipeline(source) on a bridge source stream "
-                    "and run the graph with a live status until --trains trains or Ctrl-C.",
+                    "(pipeline(source, client=client) with --dask) and run the graph with a "
+                    "live status until --trains trains or Ctrl-C.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("pipeline", metavar="PIPELINE.py", type=Path,
@@ -45,6 +77,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--function", "-f", default="pipeline", metavar="NAME",
                         help="name of the function to call (default: pipeline)")
     add_source_arguments(parser)
+    add_dask_arguments(parser, what="connect to Dask first and pass the client to pipeline()")
     parser.set_defaults(func=run)
     return parser
 
@@ -55,27 +88,47 @@ def load_pipeline(path: Path, name: str = "pipeline") -> Callable[..., Any]:
     Raises
     ------
     FileNotFoundError, AttributeError, TypeError
-        No such file, no such function, or not a function of one argument.
+        No such file, no such function, or not a function of the source stream (and of a
+        ``client``, optionally).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no pipeline file {str(path)!r}")
-    module_name = f"kb_streams_pipeline_{path.stem}"
+    module_name = f"{MODULE_PREFIX}{path.stem}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load {str(path)!r} as Python")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module  # so that pickling (e.g. for Dask) finds its functions
+    sys.modules[module_name] = module  # dataclasses and pickle look modules up there
     spec.loader.exec_module(module)
     func = getattr(module, name, None)
     if not callable(func):
         raise AttributeError(f"{str(path)!r} defines no function {name!r}")
     try:
-        inspect.signature(func).bind(object())
-    except TypeError:
+        signature = inspect.signature(func)
+        if takes_client(func):
+            signature.bind(object(), client=object())
+        else:
+            signature.bind(object())
+    except (TypeError, ValueError):
         raise TypeError(f"{name}() in {str(path)!r} must take one argument, the source "
-                        "stream") from None
+                        "stream (and optionally client)") from None
     return func
+
+
+def takes_client(func: Callable[..., Any]) -> bool | None:
+    """Whether ``func`` has a ``client`` parameter: ``None`` if it has none, ``True`` if it
+    needs it, ``False`` if it has a default.
+
+    Examples
+    --------
+    >>> takes_client(lambda source, client=None: None), takes_client(lambda source: None)
+    (False, None)
+    """
+    parameter = inspect.signature(func).parameters.get("client")
+    if parameter is None or parameter.kind in (parameter.POSITIONAL_ONLY, parameter.VAR_POSITIONAL):
+        return None
+    return parameter.default is parameter.empty
 
 
 def split_result(result: Any) -> tuple[Any, Callable[[], Any] | None]:
@@ -102,14 +155,44 @@ def run(args: argparse.Namespace) -> int:
         func = load_pipeline(args.pipeline, args.function)
     except (OSError, ImportError, AttributeError, TypeError, SyntaxError) as exc:
         return fail(COMMAND, str(exc), EXIT_USAGE)
+    needs_client = takes_client(func)
+    if args.dask is None and needs_client:
+        return fail(COMMAND, f"{args.function}() in {str(args.pipeline)!r} needs a Dask client: "
+                    "run it with --dask [ADDRESS]", EXIT_USAGE)
     handle_termination()
-    with open_source(args) as source:
-        result = func(source)  # errors in the user's code: let the traceback show
+    with contextlib.ExitStack() as stack:
+        cluster = None
+        kwargs: dict[str, Any] = {}
+        if args.dask is not None:
+            try:
+                # the client first: the source and the graph then share its event loop
+                cluster = stack.enter_context(dask_cluster(args.dask, n_workers=args.workers))
+            except (OSError, TimeoutError) as exc:
+                return fail(COMMAND, f"cannot connect to the Dask scheduler {args.dask}: {exc}",
+                            EXIT_FAILURE)
+            ship_by_value(func)
+            if needs_client is not None:
+                kwargs["client"] = cluster.client
+        source = stack.enter_context(open_source(args))
+        result = func(source, **kwargs)  # errors in the user's code: let the traceback show
         try:
             graph, status = split_result(result)
         except TypeError as exc:
             return fail(COMMAND, str(exc), EXIT_USAGE)
-        code = run_live(source, status, trains=args.trains,
-                        title=f"kb-streams run {args.pipeline.name}")
+        code = run_live(source, status, trains=args.trains, errors=error_streams(source),
+                        cluster=cluster, title=f"kb-streams run {args.pipeline.name}")
         del graph, result  # referenced until here: streamz holds downstream nodes only weakly
         return code
+
+
+def ship_by_value(func: Callable[..., Any]) -> None:
+    """Let Dask send the functions of ``func``'s pipeline file to the workers by value.
+
+    Workers cannot import the file's module. Distributed pickles a task with plain ``pickle``
+    first, which would refer to the module by name; once the module is no longer importable here
+    either, that fails, and distributed falls back to cloudpickle, which copies the functions
+    (cloudpickle's ``register_pickle_by_value`` alone is not enough: distributed consults it only
+    for the top-level object, not for the functions inside a task).
+    """
+    if func.__module__.startswith(MODULE_PREFIX):
+        sys.modules.pop(func.__module__, None)
