@@ -1,8 +1,9 @@
 """A real Dask cluster for the tests: scheduler and workers as separate processes on 127.0.0.1.
 
-``ProcessCluster`` starts ``dask scheduler`` and ``dask worker --no-nanny`` processes (no dashboard),
-waits for them with bounded timeouts, and can SIGKILL a worker and start a replacement. The
-``dask_processes`` and ``cluster`` fixtures in ``conftest.py`` share one per test session.
+``ProcessCluster`` starts ``dask scheduler`` and ``dask worker --no-nanny`` processes (no
+dashboard), waits for them with bounded timeouts, and can SIGKILL a worker and start a
+replacement. The ``dask_processes`` and ``cluster`` fixtures in ``conftest.py`` share one per test
+session.
 """
 
 from __future__ import annotations

@@ -7,7 +7,6 @@ import os
 
 import pytest
 from _dask_cluster import ProcessCluster
-from distributed import Client
 
 from kb_streams.cluster import connect
 

@@ -103,6 +103,8 @@ def test_ctrl_c_on_the_terminal_ends_demo_and_cluster_cleanly():
             if re.match(r"trains [1-9]", line) or time.monotonic() > deadline:
                 break
         assert re.match(r"trains [1-9]", line), line
+        workers = [c for c in tagged_processes(tag) if "spawn_main" in c]
+        assert len(workers) == 2, tagged_processes(tag)  # the local cluster's worker processes
         os.killpg(proc.pid, signal.SIGINT)
         rest, err = proc.communicate(timeout=30)
     finally:

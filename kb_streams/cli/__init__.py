@@ -7,15 +7,8 @@ import importlib
 import os
 import sys
 
-# sub-command name -> module in kb_streams.cli defining ``add_parser(subparsers)`` and ``run(args)``
-SUBCOMMANDS = {
-    "demo": "demo",
-    "run": "run",
-    "simulate": "simulate",
-    "inspect": "inspect",
-    "monitor": "monitor",
-    "bench": "bench",
-}
+# one module in kb_streams.cli per sub-command, defining ``add_parser(subparsers)`` and ``run(args)``
+SUBCOMMANDS = ("demo", "run", "simulate", "inspect", "monitor", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,14 +17,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Live analysis of Karabo bridge data with streamz, xarray and Dask.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module_name in SUBCOMMANDS.items():
-        try:
-            module = importlib.import_module(f"kb_streams.cli.{module_name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"kb_streams.cli.{module_name}":
-                raise
-            continue  # sub-command not built yet
-        module.add_parser(subparsers)
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"kb_streams.cli.{name}").add_parser(subparsers)
     return parser
 
 
