@@ -41,6 +41,7 @@ from typing import Any
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
+from ._malloc import tune_malloc_once
 from .errors import ProtocolError
 from .protocol import Message, decode
 from .stats import StreamStats
@@ -109,6 +110,7 @@ class ClientCore:
         if int(hwm) != hwm or hwm < 0:
             raise ValueError(f"hwm must be an integer >= 0, not {hwm!r}")
 
+        tune_malloc_once()
         self.endpoint = endpoint
         self.sock = sock
         self.timeout = timeout

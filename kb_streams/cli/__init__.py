@@ -7,7 +7,7 @@ import importlib
 import os
 import sys
 
-# one module in kb_streams.cli per sub-command, defining ``add_parser(subparsers)`` and ``run(args)``
+# one module in kb_streams.cli per sub-command, each with add_parser(subparsers) and run(args)
 SUBCOMMANDS = ("demo", "run", "simulate", "inspect", "monitor", "bench")
 
 

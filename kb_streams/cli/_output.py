@@ -2,15 +2,11 @@
 
 Rich output on a terminal, plain lines when piped; one-line errors on stderr; human-readable
 sizes and durations; the bridge socket options every reading command takes; and
-:func:`tune_malloc` for processes that receive large trains.
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
-import ctypes.util
-import logging
 import math
 import signal
 import sys
@@ -105,43 +101,6 @@ def handle_termination() -> None:
     """Turn SIGINT and SIGTERM into KeyboardInterrupt, even if the shell ignored SIGINT."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-
-
-_M_TRIM_THRESHOLD = -1  # glibc mallopt() parameters
-_M_MMAP_THRESHOLD = -3
-_MMAP_THRESHOLD_MAX = 32 << 20  # glibc's ceiling on 64-bit systems
-
-
-def tune_malloc(keep: int = 1 << 30) -> bool:
-    """Let glibc reuse the buffers of received trains instead of mapping fresh pages each time.
-
-    libzmq allocates a buffer per received message part. glibc serves parts over its mmap
-    threshold with fresh ``mmap`` pages and returns them on free, so every train page-faults its
-    whole size in again: for 16.8 MB AGIPD module parts this halved the trains/s a receiver
-    could take on the 2-core test machine. Raising the mmap threshold to its maximum (32 MiB)
-    and the trim threshold to *keep* bytes makes glibc recycle heap memory (the process then
-    holds on to up to *keep* bytes it freed). Parts over 32 MiB are not helped.
-
-    Call it early in a process that receives large trains, before the ZeroMQ context exists.
-    Returns False (and changes nothing) where glibc's ``mallopt`` is not available.
-
-    Examples
-    --------
-    >>> tune_malloc()   # doctest: +SKIP
-    True
-    """
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-        mallopt = libc.mallopt if libc is not None else None
-    except (OSError, AttributeError):
-        mallopt = None
-    if mallopt is None:
-        return False
-    ok = bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX))
-    ok = bool(mallopt(_M_TRIM_THRESHOLD, int(keep))) and ok
-    logging.getLogger(__name__).debug("malloc tuned for large messages: %s", ok)
-    return ok
 
 
 # -- formatting -------------------------------------------------------------------------------

@@ -27,7 +27,6 @@ from ._output import (
     is_terminal,
     positive_float,
     positive_int,
-    tune_malloc,
 )
 
 COMMAND = "monitor"
@@ -170,7 +169,6 @@ def run(args: argparse.Namespace) -> int:
     from ..client import Client
 
     handle_termination()
-    tune_malloc()
     try:
         client = Client(args.endpoint, sock=args.sock, timeout=args.timeout)
     except zmq.ZMQError as exc:
