@@ -10,6 +10,10 @@ Try it against the simulator::
         --endpoint tcp://127.0.0.1:45000 &
     python examples/dask_pipeline.py --endpoint tcp://127.0.0.1:45000 --trains 50
 
+or with the live status of ``kb-streams run`` (trains received here, offloaded to the workers)::
+
+    kb-streams run examples/dask_pipeline.py --dask [SCHEDULER] [--endpoint ...]
+
 ``--mode workers`` (default) receives the trains on the Dask workers, each with its own bridge
 client, so megapixel trains never pass through this process; ``--mode offload`` receives them here
 and scatters them to the workers (fine up to a few tens of MB per train). ``--scheduler
@@ -26,9 +30,6 @@ import numpy as np
 import xarray as xr
 from streamz import Stream
 
-import kb_streams.offload  # noqa: F401 - registers Stream.offload
-import kb_streams.sources  # noqa: F401 - registers Stream.from_karabo_bridge
-import kb_streams.worker_receive  # noqa: F401 - registers Stream.from_karabo_bridge_on_workers
 from kb_streams.cluster import connect
 from kb_streams.reduce import RunningStats
 
@@ -44,6 +45,27 @@ def pulse_intensity(train) -> xr.DataArray:
     modules = [int(src.rsplit("/", 1)[1].split("CH0")[0]) for src in sources]
     result = xr.concat(per_module, "module").assign_coords(module=modules)
     return result.assign_coords(trainId=train.train_id).rename("intensity")
+
+
+def pipeline(source, client=None):
+    """For ``kb-streams run --dask``: offload :func:`pulse_intensity`, keep running statistics."""
+    results = source.offload(pulse_intensity, n=4, client=client)
+    running = RunningStats()
+    seen = {"trains": 0}
+
+    def add(intensity: xr.DataArray) -> None:
+        running.update(intensity)
+        seen["trains"] += 1
+
+    results.sink(add)
+
+    def status() -> str:
+        if not seen["trains"]:
+            return "waiting for the first result..."
+        per_module = np.round(running.mean().mean("pulse").values, 2).tolist()
+        return f"{seen['trains']} trains; mean intensity per module: {per_module}"
+
+    return results, status
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
