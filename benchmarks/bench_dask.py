@@ -28,8 +28,11 @@ the graph's process, of each worker, of the bridge (and, with ``--scheduler-proc
 scheduler, otherwise part of the graph's process as with :func:`kb_streams.cluster.connect`), and
 counts what is alive: the client's futures, the scheduler's tasks and the keys the workers hold.
 It prints the series, the RSS growth between the first and the last 10 % of the run and the slope
-over its second half. Dask keeps bounded histories (``distributed.admin.low-level-log-length``,
-1000 entries per log and event topic): they fill during the first one or two thousand tasks.
+over its second half. Dask keeps bounded histories (``distributed.admin.low-level-log-length``:
+1000 entries per log and event topic), which fill during the first few thousand tasks;
+``--dask-history 100`` caps them sooner, to tell them from a leak. ``--profile`` turns on Dask's
+worker profiler (off in :func:`kb_streams.cluster.connect`), whose history of 1000 one-second
+profiles grows each busy worker for 17 minutes.
 """
 
 from __future__ import annotations
@@ -312,7 +315,7 @@ def _growth(samples: list[Sample], n: int) -> dict[str, tuple[float, float, floa
     return growth
 
 
-def _cluster(workers: int, scheduler_process: bool) -> tuple[Any, Any]:
+def _cluster(workers: int, scheduler_process: bool, profile: bool) -> tuple[Any, Any]:
     """A client on a local cluster, as ``connect`` starts it or with the scheduler in its own
     process; and that cluster if it must be closed separately."""
     from distributed import Client
@@ -321,10 +324,12 @@ def _cluster(workers: int, scheduler_process: bool) -> tuple[Any, Any]:
     from kb_streams.cluster import connect
 
     if not scheduler_process:
-        return connect(n_workers=workers, threads_per_worker=1, set_as_default=False), None
-    cluster = SubprocessCluster(host="127.0.0.1", dashboard_address=None, n_workers=workers,
-                                threads_per_worker=1,
-                                worker_class="kb_streams.cluster._AdaptiveMallocNanny")
+        return connect(n_workers=workers, threads_per_worker=1, set_as_default=False,
+                       profile=profile), None
+    cluster = SubprocessCluster(
+        host="127.0.0.1", dashboard_address=None, n_workers=workers, threads_per_worker=1,
+        worker_class="kb_streams.cluster._AdaptiveMallocNanny",
+        worker_kwargs={"config": {"distributed.worker.profile.enabled": profile}})
     client = Client(cluster, direct_to_workers=True, set_as_default=False)
     client.wait_for_workers(workers, timeout=60)
     return client, cluster
@@ -332,6 +337,7 @@ def _cluster(workers: int, scheduler_process: bool) -> tuple[Any, Any]:
 
 def soak(args: argparse.Namespace) -> int:
     """Offload ``args.soak`` trains from a bridge; sample memory and live objects as they go."""
+    import dask
     from streamz import Stream
 
     import kb_streams.offload  # noqa: F401 - registers Stream.offload
@@ -346,8 +352,15 @@ def soak(args: argparse.Namespace) -> int:
     server_sock = {"REQ": "REP", "PULL": "PUSH"}[args.sock]
     print(f"soak: {n} AGIPD-1M trains of {pulses} pulse(s) ({5.2 * pulses:.1f} MB), offload(n="
           f"{2 * workers}) to {workers} worker(s), reduction {cost_ms:g} ms CPU, bridge "
-          f"{server_sock}; sampling every {every} trains", flush=True)
-    client, cluster = _cluster(workers, args.scheduler_process)
+          f"{server_sock}; sampling every {every} trains"
+          + (f"; Dask history {args.dask_history}" if args.dask_history is not None else "")
+          + ("; worker profiler on" if args.profile else ""),
+          flush=True)
+    if args.dask_history is not None:
+        # the in-process scheduler reads the config, spawned processes the environment
+        dask.config.set({"distributed.admin.low-level-log-length": args.dask_history})
+        os.environ["DASK_DISTRIBUTED__ADMIN__LOW_LEVEL_LOG_LENGTH"] = str(args.dask_history)
+    client, cluster = _cluster(workers, args.scheduler_process, args.profile)
     server = _serve(endpoint, server_sock, pulses)
     try:
         procs = {"graph": psutil.Process(), "bridge": psutil.Process(server.pid)}
@@ -418,6 +431,7 @@ def soak(args: argparse.Namespace) -> int:
             json.dump({"soak": n, "pulses": pulses, "cost_ms": cost_ms, "workers": workers,
                        "rate": rate, "errors": counter.errors,
                        "scheduler_process": args.scheduler_process,
+                       "dask_history": args.dask_history, "profile": args.profile,
                        "growth_mb": {r: last - first for r, (first, last, _) in growth.items()},
                        "slope_mb_per_1000": {r: slope for r, (_, _, slope) in growth.items()},
                        "after": asdict(after), "samples": [asdict(s) for s in samples]},
@@ -461,6 +475,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="instead of the cases: offload N trains and sample memory (see above)")
     parser.add_argument("--sample-every", type=int, metavar="K", default=0,
                         help="--soak: sample every K trains (default: N/50)")
+    parser.add_argument("--dask-history", type=int, metavar="N", default=None,
+                        help="--soak: set distributed.admin.low-level-log-length (Dask's default "
+                             "1000) for the cluster")
+    parser.add_argument("--profile", action="store_true",
+                        help="--soak: run Dask's profiler on the workers (connect's default: off)")
     parser.add_argument("--scheduler-process", action="store_true",
                         help="--soak: run the scheduler in its own process (default: in the "
                              "graph's, as kb_streams.cluster.connect does)")

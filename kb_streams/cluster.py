@@ -29,6 +29,12 @@ of (system) CPU per 335 MB train here. :func:`connect` leaves that variable out 
 starts (``trim_memory=True`` keeps Dask's default). For ``dask worker`` processes you start
 yourself, use ``--no-nanny`` or set the Dask config
 ``distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_`` to ``None``.
+
+Profiler: Dask samples the stack of every worker's task threads each 10 ms and keeps 1000
+one-second profiles (and as many per task prefix), for the dashboard. A worker streaming trains
+grows by about 0.1-0.2 MB per busy second for those 17 minutes (``kb-streams bench dask --soak``).
+:func:`connect` starts local workers with it off (``profile=True`` turns it on); for workers you
+start yourself, set ``distributed.worker.profile.enabled`` to ``False``.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ __all__ = ["connect"]
 logger = logging.getLogger(__name__)
 
 _TRIM = "MALLOC_TRIM_THRESHOLD_"
+_PROFILE = "distributed.worker.profile.enabled"
 
 
 class _AdaptiveMallocNanny(Nanny):
@@ -67,6 +74,7 @@ def connect(
     set_as_default: bool = True,
     timeout: float | None = 30,
     trim_memory: bool = False,
+    profile: bool = False,
     **cluster_kwargs: Any,
 ) -> Client:
     """Connect to a Dask cluster, or start a local one, for offloading reductions.
@@ -95,6 +103,10 @@ def connect(
         Start local worker processes with Dask's ``MALLOC_TRIM_THRESHOLD_=65536`` (returns freed
         memory to the system sooner, but about doubles the CPU cost of receiving large trains;
         see the module docstring). Off by default.
+    profile
+        Run Dask's statistical profiler on local worker processes (the dashboard's profile page);
+        it costs each busy worker memory for its first 17 minutes (see the module docstring).
+        Off by default.
     cluster_kwargs
         More keyword arguments for :class:`distributed.LocalCluster` (e.g. ``memory_limit``).
 
@@ -137,6 +149,10 @@ def connect(
         cluster_kwargs["scheduler_kwargs"] = scheduler_kwargs
         if processes and not trim_memory:
             cluster_kwargs.setdefault("worker_class", _AdaptiveMallocNanny)
+        worker_class = cluster_kwargs.get("worker_class", Nanny)
+        if processes and isinstance(worker_class, type) and issubclass(worker_class, Nanny):
+            # a Nanny hands its config to the worker process it starts
+            cluster_kwargs["config"] = {_PROFILE: profile, **(cluster_kwargs.get("config") or {})}
         logger.info("starting a local Dask cluster: %d worker %s x %d thread(s)", n_workers,
                     "processes" if processes else "threads", threads_per_worker)
         return Client(n_workers=n_workers, threads_per_worker=threads_per_worker,

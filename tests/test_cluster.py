@@ -5,10 +5,17 @@ from __future__ import annotations
 import asyncio
 import os
 
+import dask
 import pytest
 from _dask_cluster import ProcessCluster
 
 from kb_streams.cluster import connect
+
+
+def profiling(dask_worker) -> tuple[bool, bool]:
+    """Worker side: whether the profiler is configured, and scheduled."""
+    return (dask.config.get("distributed.worker.profile.enabled"),
+            "profile" in dask_worker.periodic_callbacks)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -42,17 +49,22 @@ def test_connect_local_owns_its_cluster() -> None:
         # Dask's MALLOC_TRIM_THRESHOLD_ (doubles the cost of receiving trains) is left out
         trim = client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_")
         assert list(trim.values()) == [os.environ.get("MALLOC_TRIM_THRESHOLD_")]
+        # Dask's profiler (its history grows a busy worker's memory for 17 minutes) is off
+        assert list(client.run(profiling).values()) == [(False, False)]
     finally:
         client.close(timeout=10)
     assert cluster.status.name == "closed"
 
 
 def test_connect_async_inside_running_loop() -> None:
-    async def main() -> int:
-        async with connect(n_workers=1, asynchronous=True, set_as_default=False) as client:
-            return await client.submit(abs, -5, pure=False)
+    """An async client; its workers (started after connect returns) get the profile option."""
+    async def main() -> tuple[int, list]:
+        async with connect(n_workers=1, asynchronous=True, set_as_default=False,
+                           profile=True) as client:
+            return (await client.submit(abs, -5, pure=False),
+                    list((await client.run(profiling)).values()))
 
-    assert asyncio.run(asyncio.wait_for(main(), 60)) == 5
+    assert asyncio.run(asyncio.wait_for(main(), 60)) == (5, [(True, True)])
 
 
 def test_process_cluster_is_separate_processes(cluster: ProcessCluster) -> None:

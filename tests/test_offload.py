@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import threading
 import time
 import uuid
@@ -18,6 +19,7 @@ from streamz import Stream
 from tornado.ioloop import IOLoop
 
 from kb_streams.cluster import connect
+from kb_streams import offload
 from kb_streams.offload import Offload, OffloadError, train_id_of
 
 FIRST = 10_000
@@ -74,6 +76,7 @@ def test_results_in_order_and_error_records(cluster: ProcessCluster) -> None:
     assert "cannot integrate train 10005" in error.traceback and "in total" in error.traceback
     assert str(error).startswith("train 10005: total failed: ValueError")
     stats = node.stats
+    assert node.timeout == 60  # the default: an item never waits forever
     assert (stats.accepted, stats.completed, stats.failed, stats.in_flight) == (12, 11, 1, 0)
     assert stats.max_in_flight <= 4
     assert node.current_value is None
@@ -212,6 +215,78 @@ def test_graph_on_other_loops_than_the_client(cluster: ProcessCluster) -> None:
         FIRST, FIRST + 1, FIRST + 2]
 
 
+def test_no_workers_gives_timeout_records_not_a_stall(caplog: pytest.LogCaptureFixture) -> None:
+    """A cluster without workers: every item (sent in its task, or scattered) becomes a clear
+    TimeoutError record after ``timeout``, with one warning."""
+    async def main() -> tuple[Offload, list]:
+        async with connect(n_workers=0, processes=False, asynchronous=True,
+                           set_as_default=False) as client:
+            source = Stream(asynchronous=True)
+            node = source.offload(total, n=2, client=client, timeout=1.0)
+            errors = node.errors.sink_to_list()
+            await source.emit(labelled(FIRST))  # small: inside the task message
+            await source.emit(labelled(FIRST + 1, size=250_000))  # 2 MB: scattered
+            await node.drain(timeout=30)
+            return node, errors
+
+    with caplog.at_level(logging.WARNING, logger="kb_streams.offload"):
+        started = time.monotonic()
+        node, errors = asyncio.run(asyncio.wait_for(main(), 60))
+    assert time.monotonic() - started < 30
+    assert sorted(e.train_id for e in errors) == [FIRST, FIRST + 1]
+    for error in errors:
+        assert isinstance(error.exception, TimeoutError)
+        assert "within 1.0 s" in str(error) and "no workers" in str(error), str(error)
+    assert (node.stats.timed_out, node.stats.failed, node.stats.in_flight) == (2, 2, 0)
+    assert node.stats.bytes_scattered == 0  # the scatter never happened
+    assert caplog.text.count("has no workers; 2 item(s) wait each for at most 1.0 s") == 1
+
+
+def test_without_timeout_items_wait_for_workers(monkeypatch: pytest.MonkeyPatch,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    """``timeout=None``: an item waits (with a warning) until a worker joins, then completes."""
+    monkeypatch.setattr(offload, "STALL_CHECK", 0.1)
+
+    async def main() -> list:
+        async with connect(n_workers=0, processes=False, asynchronous=True,
+                           set_as_default=False) as client:
+            source = Stream(asynchronous=True)
+            node = source.offload(total, client=client, timeout=None)
+            results = node.sink_to_list()
+            await source.emit(labelled(FIRST))
+            for _ in range(200):  # bounded: 10 s
+                if "has no workers" in caplog.text:
+                    break
+                await asyncio.sleep(0.05)
+            assert "until workers join" in caplog.text and results == []
+            client.cluster.scale(1)
+            await client.wait_for_workers(1, timeout=30)
+            await node.drain(timeout=30)
+            return results
+
+    with caplog.at_level(logging.WARNING, logger="kb_streams.offload"):
+        assert asyncio.run(asyncio.wait_for(main(), 60)) == [(FIRST, 0.0)]
+
+
+def test_closed_client_gives_error_records(cluster: ProcessCluster) -> None:
+    client = Client(cluster.address, set_as_default=False, timeout=30)
+    loop = IOLoop(make_current=False)
+    thread = threading.Thread(target=loop.start, daemon=True)
+    thread.start()
+    try:
+        source = Stream(loop=loop)
+        node = source.offload(total, client=client)
+        errors = node.errors.sink_to_list()
+        client.close(timeout=10)
+        source.emit(labelled(FIRST))
+        node.drain(timeout=30)
+        (error,) = errors
+        assert isinstance(error.exception, RuntimeError) and "closed" in str(error)
+    finally:
+        loop.add_callback(loop.stop)
+        thread.join(timeout=10)
+
+
 def test_offload_keeps_no_reference_to_items(cluster: ProcessCluster) -> None:
     source = Stream()
     node = source.offload(np.sum, client=cluster.client)
@@ -233,6 +308,8 @@ def test_needs_a_client_and_sane_options() -> None:
         Offload(Stream(), abs, n=0, client=object())
     with pytest.raises(ValueError, match="scatter must be"):
         Offload(Stream(), abs, scatter="sometimes", client=object())
+    with pytest.raises(ValueError, match="timeout must be None or"):
+        Offload(Stream(), abs, timeout=0, client=object())
 
 
 def test_train_id_of() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 
@@ -11,6 +12,7 @@ from _dask_cluster import ProcessCluster
 from distributed import get_worker
 from streamz import Stream
 
+from kb_streams.cluster import connect
 from kb_streams.reduce import RunningStats, merge_all
 from kb_streams.server import BridgeServer
 from kb_streams.worker_receive import (
@@ -192,6 +194,35 @@ def test_distributed_mean_equals_single_process(cluster: ProcessCluster) -> None
     assert float(got["count"]) == float(want["count"]) == n_trains
     np.testing.assert_allclose(got["mean"], want["mean"], rtol=1e-6)
     np.testing.assert_allclose(got["std"], want["std"], rtol=1e-5)
+
+
+def test_waits_for_a_worker_then_receives(caplog: pytest.LogCaptureFixture) -> None:
+    """Started on a cluster without workers, the source warns and waits (submitting nothing,
+    reporting nothing), and receives once a worker joins."""
+    n_trains = 5
+    client = connect(n_workers=0, processes=False, set_as_default=False)
+    try:
+        with BridgeServer(sock="REP") as server:
+            server.start(trains(n_trains))
+            source = Stream.from_karabo_bridge_on_workers(server.endpoint, module_sums, client,
+                                                          n=1, timeout=0.5, wait=5)
+            results, errors = source.sink_to_list(), source.errors.sink_to_list()
+            with caplog.at_level(logging.WARNING, logger="kb_streams.worker_receive"):
+                source.start()
+                try:
+                    wait_until(lambda: "has no workers" in caplog.text, timeout=20,
+                               what="the warning")
+                    assert (results, errors, source.stats.tasks) == ([], [], 0)
+                    client.cluster.scale(1)
+                    client.wait_for_workers(1, timeout=30)
+                    wait_until(lambda: len(results) >= n_trains, what="all trains")
+                finally:
+                    stop(source)
+        assert [tid for tid, _, _ in results] == list(range(FIRST, FIRST + n_trains))
+        assert errors == []
+        assert caplog.text.count("has no workers") == 1  # once, not every second
+    finally:
+        client.close(timeout=10)
 
 
 def test_options() -> None:
