@@ -308,8 +308,9 @@ def _growth(samples: list[Sample], n: int) -> dict[str, tuple[float, float, floa
     half = [s for s in samples if s.trains >= n // 2]
     growth = {}
     for role in samples[0].rss:
-        slope = (1e3 * float(np.polyfit([s.trains for s in half], [s.rss[role] for s in half], 1)[0])
-                 if len(half) > 2 else float("nan"))
+        fit = np.polyfit([s.trains for s in half], [s.rss[role] for s in half], 1) \
+            if len(half) > 2 else [float("nan")]
+        slope = 1e3 * float(fit[0])
         growth[role] = (float(np.median([s.rss[role] for s in head])),
                         float(np.median([s.rss[role] for s in tail])), slope)
     return growth

@@ -62,6 +62,8 @@ STALL_CHECK = 5.0
 WARN_EVERY = 60.0
 #: Most seconds to wait for the scheduler to answer a cancel or a worker count.
 RPC_TIMEOUT = 10.0
+#: Seconds between checks that the client's event loop still runs, while waiting on it.
+LOOP_CHECK = 1.0
 
 
 def train_id_of(item: Any) -> int | None:
@@ -483,7 +485,8 @@ class Offload(Stream):
                 return _Outcome(True, result)
             except (Exception, FutureCancelledError) as exc:
                 task_raised = future is not None and future.status == "error"
-                if isinstance(exc, TimeoutError) and self.timeout is not None and not task_raised:
+                if (isinstance(exc, TimeoutError) and deadline is not None and not task_raised
+                        and time.monotonic() >= deadline):
                     stats.timed_out += 1
                 elif isinstance(exc, LOST) and not task_raised and attempts <= self.retries:
                     stats.resubmitted += 1
@@ -594,7 +597,17 @@ async def on_client_loop(client: Client, func: Callable[..., Coroutine[Any, Any,
         return await func(*args)
     if client.status in ("closing", "closed") or not client_loop.is_running():
         raise RuntimeError(f"the Dask client is {client.status}: its event loop does not run")
-    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(func(*args), client_loop))
+    done = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(func(*args), client_loop))
+    try:
+        # a loop that stops (its client closed) would leave this wait unanswered: look at it
+        while not (await asyncio.wait({done}, timeout=LOOP_CHECK))[0]:
+            if not client_loop.is_running():
+                raise RuntimeError(f"the Dask client's event loop stopped (client {client.status})")
+    except BaseException:
+        if not done.done() and client_loop.is_running():
+            done.cancel()
+        raise
+    return done.result()
 
 
 async def cancel_quietly(client: Client, future: Any) -> None:

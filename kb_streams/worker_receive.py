@@ -33,7 +33,8 @@ receiver, in its own thread, receiving ``prefetch`` trains ahead so the next tra
 an error record with the train ID. Nothing is queued without bound: results wait in a re-order
 buffer until every receiver has reported a later train or idled, or for at most ``wait`` seconds;
 a train that comes later is counted as late and dropped. Workers that leave are replaced by the
-remaining ones, and receivers are spread over new workers as they join. A receiver whose source
+remaining ones, and receivers are spread over new workers as they join; with no worker at all
+the source submits nothing and waits for one, with a warning once a minute. A receiver whose source
 is gone (no task for a minute) closes itself.
 """
 
@@ -624,7 +625,10 @@ class from_karabo_bridge_on_workers(Source):
             return
         gone = {s.worker for s in self._slots if s.worker is not None} - set(workers)
         if gone:
-            await on_client_loop(self.client, self._abandon, gone)
+            try:
+                await on_client_loop(self.client, self._abandon, gone)
+            except Exception as exc:  # their tasks end with the stream at the latest
+                logger.warning("cannot cancel the tasks of the workers that left: %s", exc)
         if not workers:
             for slot in self._slots:
                 if slot.worker is not None:
@@ -686,12 +690,13 @@ class from_karabo_bridge_on_workers(Source):
         futures = [f for f, w in self._futures.items() if w in workers]
         if futures:
             self._abandoned.update(f.key for f in futures)
-            await self.client.cancel(futures, asynchronous=True)
+            await asyncio.wait_for(self.client.cancel(futures, asynchronous=True), RPC_TIMEOUT)
 
     async def _cancel_futures(self) -> None:
         if self._futures:
             self._abandoned.update(f.key for f in self._futures)
-            await self.client.cancel(list(self._futures), asynchronous=True)
+            await asyncio.wait_for(self.client.cancel(list(self._futures), asynchronous=True),
+                                   RPC_TIMEOUT)
 
     async def _close_workers(self, session: str) -> None:
         async def close() -> Any:

@@ -18,8 +18,8 @@ from distributed import Client, Event, Queue, rejoin, secede
 from streamz import Stream
 from tornado.ioloop import IOLoop
 
-from kb_streams.cluster import connect
 from kb_streams import offload
+from kb_streams.cluster import connect
 from kb_streams.offload import Offload, OffloadError, train_id_of
 
 FIRST = 10_000
@@ -285,6 +285,50 @@ def test_closed_client_gives_error_records(cluster: ProcessCluster) -> None:
     finally:
         loop.add_callback(loop.stop)
         thread.join(timeout=10)
+
+
+def test_stopped_client_loop_gives_error_records(cluster: ProcessCluster) -> None:
+    """The client's event loop stops while an item is on it: the graph gets an error record
+    within about a second, not an eternal wait."""
+    client_loop = asyncio.new_event_loop()
+
+    def run_client_loop() -> threading.Thread:
+        thread = threading.Thread(target=client_loop.run_forever, daemon=True)
+        thread.start()
+        return thread
+
+    def on_client_loop(coro):
+        return asyncio.run_coroutine_threadsafe(coro, client_loop).result(30)
+
+    async def make_client() -> Client:
+        return await Client(cluster.address, asynchronous=True, set_as_default=False)
+
+    async def close_client() -> None:
+        await client.close()
+
+    runner = run_client_loop()
+    client = on_client_loop(make_client())
+    graph_loop = IOLoop(make_current=False)
+    graph = threading.Thread(target=graph_loop.start, daemon=True)
+    graph.start()
+    try:
+        source = Stream(loop=graph_loop)
+        node = source.offload(total, client=client, timeout=None, delay=1.0)
+        errors = node.errors.sink_to_list()
+        source.emit(labelled(FIRST))
+        client_loop.call_soon_threadsafe(client_loop.stop)
+        runner.join(timeout=10)
+        node.drain(timeout=10)
+        (error,) = errors
+        assert isinstance(error.exception, RuntimeError) and "loop stopped" in str(error)
+    finally:
+        if not runner.is_alive():
+            runner = run_client_loop()
+        on_client_loop(close_client())
+        client_loop.call_soon_threadsafe(client_loop.stop)
+        runner.join(timeout=10)
+        graph_loop.add_callback(graph_loop.stop)
+        graph.join(timeout=10)
 
 
 def test_offload_keeps_no_reference_to_items(cluster: ProcessCluster) -> None:

@@ -94,7 +94,7 @@ def test_many_trains_through_offload_leave_nothing_behind(cluster: ProcessCluste
     client = Client(cluster.address, set_as_default=False, direct_to_workers=True, timeout=30)
     server = BridgeServer(tcp_endpoint, sock="REP")
     source = Stream.from_karabo_bridge(tcp_endpoint, sock="REQ", timeout=5, prefetch=2)
-    node = source.offload(first_pixel, n=N, client=client, timeout=60)
+    node = source.offload(first_pixel, n=N, client=client)
     results, errors = node.sink_to_list(), node.errors.sink_to_list()
     processes = {"graph": psutil.Process()} | {
         name: psutil.Process(pid) for name, pid in client.run(os.getpid).items()}
