@@ -59,7 +59,22 @@ _PARAMETERS_DOC = """
 
 
 class _ClientBase:
-    _core: ClientCore
+    """What both clients share: construction (one :class:`ClientCore`) and read-only options."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        sock: str = "REQ",
+        ser: str = "msgpack",
+        timeout: float | None = None,
+        context: zmq.Context | None = None,
+        *,
+        prefetch: int = 1,
+        hwm: int = 1,
+    ) -> None:
+        self._core = ClientCore(
+            endpoint, sock, ser, timeout, context, prefetch=prefetch, hwm=hwm
+        )
 
     @property
     def endpoint(self) -> str:
@@ -149,21 +164,6 @@ class Client(_ClientBase):
     ...     process(data)
 """
     )
-
-    def __init__(
-        self,
-        endpoint: str,
-        sock: str = "REQ",
-        ser: str = "msgpack",
-        timeout: float | None = None,
-        context: zmq.Context | None = None,
-        *,
-        prefetch: int = 1,
-        hwm: int = 1,
-    ) -> None:
-        self._core = ClientCore(
-            endpoint, sock, ser, timeout, context, prefetch=prefetch, hwm=hwm
-        )
 
     def next_message(self, *, latest: bool = False) -> Message:
         """Receive the next train as a :class:`~kb_streams.protocol.Message`.
@@ -265,21 +265,6 @@ class AsyncClient(_ClientBase):
     >>> asyncio.run(main())  # doctest: +SKIP
 """
     )
-
-    def __init__(
-        self,
-        endpoint: str,
-        sock: str = "REQ",
-        ser: str = "msgpack",
-        timeout: float | None = None,
-        context: zmq.Context | None = None,
-        *,
-        prefetch: int = 1,
-        hwm: int = 1,
-    ) -> None:
-        self._core = ClientCore(
-            endpoint, sock, ser, timeout, context, prefetch=prefetch, hwm=hwm
-        )
 
     async def next_message(self, *, latest: bool = False) -> Message:
         """Receive the next train as a :class:`~kb_streams.protocol.Message`.
