@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import uuid
 from collections.abc import Iterator
@@ -44,3 +45,12 @@ def cluster(dask_processes: ProcessCluster) -> ProcessCluster:
     """The shared process cluster with its 2 workers running (replaced if a test killed one)."""
     dask_processes.ensure_workers(2)
     return dask_processes
+
+
+@pytest.fixture
+def restore_signals() -> Iterator[None]:
+    """The CLI turns SIGINT/SIGTERM into KeyboardInterrupt; put pytest's handlers back."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -36,15 +35,6 @@ def curve_rows(text: str) -> dict[float, tuple[int, float]]:
     for delay, n, mean, _ in CURVE_ROW.findall(text):
         rows[float(delay)] = (int(n), float(mean))
     return rows
-
-
-@pytest.fixture
-def restore_signals() -> Iterator[None]:
-    """The CLI turns SIGINT/SIGTERM into KeyboardInterrupt; put pytest's handlers back."""
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    yield
-    for sig, handler in saved.items():
-        signal.signal(sig, handler)
 
 
 def test_ratio_of_one_train_matches_the_ground_truth():

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,15 +13,6 @@ from kb_streams.cli.run import load_pipeline, split_result
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 QUICK = ["--trains", "6", "--pulses", "4", "--rate", "50"]
-
-
-@pytest.fixture
-def restore_signals() -> Iterator[None]:
-    """The CLI turns SIGINT/SIGTERM into KeyboardInterrupt; put pytest's handlers back."""
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    yield
-    for sig, handler in saved.items():
-        signal.signal(sig, handler)
 
 
 @pytest.mark.parametrize("name, expected", [
