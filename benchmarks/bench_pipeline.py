@@ -10,17 +10,22 @@ it is asked. Two cases read the same stream, one after the other, each from a fr
     The same loop doing the pipeline's work by hand (label, ROI sums, running statistics): what
     the pipeline costs beyond its work.
 ``pipeline``
-    ``Stream.from_karabo_bridge(...)`` -> ``map``: label every module as xarray (zero-copy
-    views) and sum a small ROI per module and pulse -> ``reduce_online(RunningStats())`` -> sink.
+    ``Stream.from_karabo_bridge(...)`` -> ``map``: the ROI of every module as one labelled
+    ``(module, pulse, slow_scan, fast_scan)`` array (``train.stack_modules(roi=...)``: each
+    module labelled, only the ROI copied), summed per module and pulse ->
+    ``reduce_online(RunningStats())`` -> sink.
 
-Target: the pipeline reaches at least 0.9 x the bare loop's trains/s. With small trains the
-work itself (about 5-10 ms per train on 2 cores) dominates; compare with ``bare+work`` there.
+Target: the pipeline reaches at least 0.9 x the bare loop's trains/s. On 2 cores the bridge
+and the receive already fill the CPU, so the work itself (about 2 ms per train) shows; compare
+with ``bare+work`` to see what the framework costs beyond it.
 
 Then, without sockets: the time to label one train's 16 modules (``train[source,
 key].xarray()``) with 1 and with 352 pulses. Labelling makes views, never copies, so the two must
-be the same. And the time to stack them (``train.stack_modules()``, the one copy) at
-``--pulses``, from the online layout ``(fast_scan, slow_scan, pulse)`` and the file layout
-``(pulse, slow_scan, fast_scan)``: both are a straight copy per module, so they must be close.
+be the same. The per-train work both ways: the stacked ROI above, and module by module
+(``train[source, key].xarray().isel(roi).sum(...)`` 16 times). And the time to stack them
+(``train.stack_modules()``, the one copy) at ``--pulses``, from the online layout
+``(fast_scan, slow_scan, pulse)`` and the file layout ``(pulse, slow_scan, fast_scan)``: both
+are a straight copy per module, so they must be close.
 
 Run with ``kb-streams bench pipeline`` or ``python benchmarks/bench_pipeline.py``;
 ``--pulses 4 --trains 20`` makes a quick run.
@@ -29,6 +34,7 @@ Run with ``kb-streams bench pipeline`` or ``python benchmarks/bench_pipeline.py`
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import socket
 import statistics
@@ -76,8 +82,13 @@ def label_modules(train: Any) -> list:
 
 def roi_sums(train: Any) -> np.ndarray:
     """Per-module, per-pulse sums of a small ROI: (module, pulse), a few KB."""
-    return np.stack([view.isel(ROI).sum(("slow_scan", "fast_scan")).values
-                     for view in label_modules(train)])
+    return train.stack_modules(KEY, roi=ROI).sum(("slow_scan", "fast_scan")).values
+
+
+def roi_sums_by_module(train: Any) -> np.ndarray:
+    """The same sums, module by module: 16 labelled views, 16 xarray reductions."""
+    views = sorted(label_modules(train), key=lambda view: int(view.module))
+    return np.stack([view.isel(ROI).sum(("slow_scan", "fast_scan")).values for view in views])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -159,6 +170,19 @@ def labelling_seconds(pulses: int, repeat: int) -> float:
     return min(timeit.repeat(lambda: label_modules(train), number=10, repeat=repeat)) / 10
 
 
+def work_seconds(pulses: int, repeat: int) -> dict[str, float]:
+    """Best time of the per-train work on one simulated train: stacked ROI, and by module."""
+    from kb_streams.simulate import simulate
+    from kb_streams.train import Train
+
+    train = Train(*next(simulate("AGIPD-modules", pulses=pulses, pool_size=1, extras=())))
+    if not np.allclose(roi_sums(train), roi_sums_by_module(train), rtol=1e-5):
+        raise AssertionError("the two ways of summing the ROI disagree")
+    return {work.__name__: min(timeit.repeat(functools.partial(work, train), number=10,
+                                             repeat=repeat)) / 10
+            for work in (roi_sums, roi_sums_by_module)}
+
+
 def stacking_seconds(pulses: int, layout: str, repeat: int) -> float:
     """Best time to stack the 16 modules of one AGIPD train (``layout``: online or file)."""
     from kb_streams.train import Train
@@ -235,6 +259,9 @@ def main(args: argparse.Namespace) -> int:
     label_ratio = label[352] / label[1]
     print(f"labelling 16 modules: {label[1] * 1e3:.2f} ms at 1 pulse, {label[352] * 1e3:.2f} ms "
           f"at 352 pulses (x{label_ratio:.2f}; zero-copy views)")
+    work = work_seconds(args.pulses, args.repeat)
+    print(f"work per train at {args.pulses} pulses: {work['roi_sums'] * 1e3:.2f} ms as one "
+          f"stacked ROI, {work['roi_sums_by_module'] * 1e3:.2f} ms module by module")
     stack = {layout: stacking_seconds(args.pulses, layout, args.repeat)
              for layout in ("online", "file")}
     print(f"stacking 16 modules x {args.pulses} pulses ({mb:.0f} MB): "
@@ -246,6 +273,7 @@ def main(args: argparse.Namespace) -> int:
             json.dump({"pulses": args.pulses, "trains": args.trains, "prefetch": args.prefetch,
                        "rates": rates, "samples": samples, "ratio": ratio,
                        "labelling_seconds": {str(k): v for k, v in label.items()},
+                       "work_seconds": work,
                        "stacking_seconds": stack}, f, indent=1)
     return 0
 

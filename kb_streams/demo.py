@@ -104,13 +104,15 @@ def ratio_of_train(train: Train, setup: PumpProbeSetup) -> tuple[float, float]:
     """
     import xarray as xr
 
-    # 1. all modules in one labelled array (the one copy): (module, pulse, slow_scan, fast_scan)
-    modules = train.stack_modules(setup.key, setup.detector_sources)
+    # 1. the ROI of every module in one labelled array (copying only those pixels):
+    #    (module, pulse, slow_scan, fast_scan)
+    modules = train.stack_modules(setup.key, setup.detector_sources,
+                                  roi={"slow_scan": slice(*setup.slow_scan),
+                                       "fast_scan": slice(*setup.fast_scan)})
     if not modules.module_present.sel(module=setup.module):  # else its pixels are all NaN
         raise KeyError(f"train {train.train_id}: module {setup.module} is missing")
     # 2. per-pulse ROI intensity, normalised by the XGM pulse energies
-    roi = modules.sel(module=setup.module).isel(slow_scan=slice(*setup.slow_scan),
-                                                fast_scan=slice(*setup.fast_scan))
+    roi = modules.sel(module=setup.module)
     intensity = roi.sum(("slow_scan", "fast_scan"), dtype=np.float64)
     n_pulses = intensity.sizes["pulse"]
     energy = train[setup.xgm, setup.xgm_key].ndarray()[:n_pulses]

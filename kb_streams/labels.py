@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import xarray as xr
 
+from ._dataarray import new_dataarray
 from .layouts import (
     DETECTORS,
     DetectorSpec,
@@ -44,6 +45,7 @@ __all__ = ["label_array", "label_source", "stack_modules", "is_metadata_key"]
 logger = logging.getLogger(__name__)
 
 LayoutArg = str | Sequence[str] | None
+RoiArg = slice | tuple[slice, ...] | Mapping[str, slice]
 NAT = np.datetime64("NaT", "ns")
 
 
@@ -229,8 +231,8 @@ def label_array(
     coords.update(labels)
     if layout_name is not None:
         attrs["layout"] = layout_name
-    return xr.DataArray(view, dims=dims, coords=coords, attrs=attrs,
-                        name=name if name is not None else f"{source}.{key}")
+    return new_dataarray(view, dims, coords, attrs,
+                         name if name is not None else f"{source}.{key}")
 
 
 def _layout_for_key(layout: LayoutArg | Mapping[str, LayoutArg], key: str, arr: np.ndarray,
@@ -340,7 +342,7 @@ def stack_modules(
     fill_value: float = np.nan,
     dtype: Any = None,
     layout: LayoutArg = None,
-    roi: slice | tuple[slice, ...] = (),
+    roi: RoiArg = (),
     detector: str | DetectorSpec | None = None,
     pattern: str | None = None,
     pulse_index: str = "pulseId",
@@ -381,7 +383,9 @@ def stack_modules(
         As for :func:`label_array`, applied to each module.
     roi
         Pixels to keep in every module, as extra-data's ``roi``: ``np.s_[ss0:ss1, fs0:fs1]``
-        (slices of ``slow_scan``, then ``fast_scan``). Only they are copied.
+        (slices of ``slow_scan``, then ``fast_scan``), or as ``isel`` takes it:
+        ``{'slow_scan': slice(ss0, ss1), 'fast_scan': slice(fs0, fs1)}``. Only these pixels are
+        copied, so stacking a small ROI of every module is cheap.
     pattern
         Regex with one group giving the module number in a source name. Default for the family:
         ``/(?:DET|CORR)/(\\d+)CH`` for XTDF, ``/(?:DET|CORR)/(?:JNGFR|MODULE_|RECEIVER-)(\\d+)``
@@ -489,8 +493,7 @@ def stack_modules(
              protocol=protocol)
     attrs["layout"] = ref.layout
     attrs["sources"] = [found[m].source for m in expected if m in found]
-    return xr.DataArray(out, dims=("module",) + ref.dims, coords=coords, attrs=attrs,
-                        name=f"{prefix}.{key}")
+    return new_dataarray(out, ("module",) + ref.dims, coords, attrs, f"{prefix}.{key}")
 
 
 class _Module(NamedTuple):
@@ -507,9 +510,13 @@ class _Module(NamedTuple):
         return dict(zip(self.dims, self.view.shape, strict=True))
 
 
-def _select_pixels(view: np.ndarray, dims: list[str], roi: slice | tuple[slice, ...],
-                   where: str) -> np.ndarray:
+def _select_pixels(view: np.ndarray, dims: list[str], roi: RoiArg, where: str) -> np.ndarray:
     """``view`` with ``roi`` (slices of slow_scan, fast_scan) applied: still a view."""
+    if isinstance(roi, Mapping):
+        unknown = set(roi) - {"slow_scan", "fast_scan"}
+        if unknown:
+            raise TypeError(f"roi selects slow_scan and fast_scan only, not {sorted(unknown)}")
+        roi = (roi.get("slow_scan", slice(None)), roi.get("fast_scan", slice(None)))
     roi = (roi,) if isinstance(roi, slice) else roi
     if not roi:
         return view

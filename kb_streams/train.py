@@ -21,7 +21,7 @@ import numpy as np
 import xarray as xr
 
 from .errors import KBStreamsError
-from .labels import LayoutArg, is_metadata_key, label_array, label_source, stack_modules
+from .labels import LayoutArg, RoiArg, is_metadata_key, label_array, label_source, stack_modules
 
 __all__ = ["Train", "SourceData", "KeyData", "SourceNameError", "PropertyNameError"]
 
@@ -429,7 +429,7 @@ class Train:
                       sources: str | Sequence[str] = "*/DET/*CH0:xtdf", *,
                       fill_value: float = np.nan, layout: LayoutArg = None,
                       modules: int | Iterable[int] | None = None, dtype: Any = None,
-                      roi: slice | tuple[slice, ...] = (), detector: str | None = None,
+                      roi: RoiArg = (), detector: str | None = None,
                       pattern: str | None = None, pulse_index: str = "pulseId") -> xr.DataArray:
         """Stack a key of per-module sources: ``('module', 'pulse', 'slow_scan', 'fast_scan')``.
 
@@ -437,7 +437,8 @@ class Train:
         copy per module), labelled through a transposed view. See
         :func:`kb_streams.labels.stack_modules` for ``modules``, ``fill_value`` (NaN for
         floats, 0 for integers, with a ``module_present`` coordinate), ``dtype``, ``roi``
-        (``np.s_[ss0:ss1, fs0:fs1]``: copy only these pixels of each module), ``pattern``.
+        (``np.s_[ss0:ss1, fs0:fs1]`` or ``{'slow_scan': ..., 'fast_scan': ...}``: copy only
+        these pixels of each module), ``pattern``.
 
         Parameters
         ----------

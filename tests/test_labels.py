@@ -336,6 +336,12 @@ def test_stack_modules_roi_copies_only_the_roi():
     full = train.stack_modules()
     xr.testing.assert_identical(part, full.isel(slow_scan=roi[0], fast_scan=roi[1]))
     assert train.stack_modules(roi=np.s_[10:20]).shape == (16, 4, 10, 128)
+    as_isel = {"slow_scan": roi[0], "fast_scan": roi[1]}
+    xr.testing.assert_identical(train.stack_modules(roi=as_isel), part)
+    xr.testing.assert_identical(train.stack_modules(roi={"fast_scan": roi[1]}),
+                                full.isel(fast_scan=roi[1]))
+    with pytest.raises(TypeError, match="not \\['pulse'\\]"):
+        train.stack_modules(roi={"pulse": slice(0, 2)})
     with pytest.raises(TypeError, match="roi must be slices"):
         train.stack_modules(roi=(3, 4))
     with pytest.raises(ValueError, match="roi selects pixels"):
