@@ -207,7 +207,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pulses per train (64: 268 MB AGIPD-1M trains; default %(default)s)")
     parser.add_argument("--trains", type=int, default=30,
                         help="trains timed per case and round (default %(default)s)")
-    parser.add_argument("--rounds", type=int, default=3,
+    parser.add_argument("--rounds", type=int, default=5,
                         help="rounds, each running every case once in turn; rates are the "
                              "medians over rounds (default %(default)s)")
     parser.add_argument("--warmup", type=int, default=3,
@@ -232,9 +232,11 @@ def main(args: argparse.Namespace) -> int:
     cases = ("bare", "bare+work", "pipeline")
     samples: dict[str, list[float]] = {case: [] for case in cases}
     extra: dict = {}
-    # cases alternate within each round, so a slow spell of this shared machine hits them alike
+    # cases alternate within each round, so a slow spell of this shared machine hits them alike,
+    # and each round starts with the next case, so no case always runs first
     for round_ in range(1, args.rounds + 1):
-        for case in cases:
+        shift = (round_ - 1) % len(cases)
+        for case in cases[shift:] + cases[:shift]:
             server = _serve(endpoint, args.pulses)  # a fresh bridge per case
             try:
                 if case == "pipeline":

@@ -1,7 +1,7 @@
 """The pump-probe demo: a delay scan's curve, live, from AGIPD modules, the XGM and a delay line.
 
-Per train: stack the detector modules into one labelled array (``module``, ``pulse``,
-``slow_scan``, ``fast_scan``), sum the region of interest (ROI) on the pump-sensitive ring per
+Per train: stack the region of interest (ROI) on the pump-sensitive ring of every detector
+module into one labelled array (``module``, ``pulse``, ``slow_scan``, ``fast_scan``), sum it per
 pulse, divide by the XGM pulse energies, and compare pumped (even) with unpumped (odd) pulses.
 The ratios are binned by the delay-line position: the pump-probe curve. On the simulator
 (:mod:`kb_streams.simulate`) the curve is ``1 + 0.5 * S(delay)``: 1.0 before time zero, rising
