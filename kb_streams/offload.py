@@ -43,7 +43,9 @@ from distributed.client import FutureCancelledError
 from distributed.utils import sync
 from streamz import Stream
 
-__all__ = ["Offload", "OffloadError", "OffloadStats", "nbytes_of", "train_id_of"]
+from .train import train_id_of
+
+__all__ = ["Offload", "OffloadError", "OffloadStats", "nbytes_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,45 +66,6 @@ WARN_EVERY = 60.0
 RPC_TIMEOUT = 10.0
 #: Seconds between checks that the client's event loop still runs, while waiting on it.
 LOOP_CHECK = 1.0
-
-
-def train_id_of(item: Any) -> int | None:
-    """The train ID an item carries, or ``None``.
-
-    Looks, in this order, at a ``train_id`` attribute (``Train``, ``Message``), a scalar ``trainId``
-    coordinate or attribute (xarray), a ``(data, meta)`` pair from a bridge client
-    (``meta[source]['timestamp.tid']``) and a ``'trainId'`` key of a mapping.
-
-    Examples
-    --------
-    >>> import xarray as xr
-    >>> train_id_of(xr.DataArray([1.0, 2.0], dims="pulse", coords={"trainId": 10042}))
-    10042
-    >>> train_id_of(({"det": {}}, {"det": {"timestamp.tid": 7}}))
-    7
-    >>> train_id_of(3.0) is None
-    True
-    """
-    try:
-        tid = getattr(item, "train_id", None)
-        if tid is not None and not callable(tid):
-            return int(tid)
-        coords = getattr(item, "coords", None)
-        if coords is not None and "trainId" in coords:
-            values = np.asarray(coords["trainId"].values).ravel()
-            return int(values[0]) if values.size == 1 else None
-        attrs = getattr(item, "attrs", None)
-        if isinstance(attrs, Mapping) and "trainId" in attrs:
-            return int(attrs["trainId"])
-        if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], Mapping):
-            for source_meta in item[1].values():
-                if isinstance(source_meta, Mapping) and "timestamp.tid" in source_meta:
-                    return int(source_meta["timestamp.tid"])
-        if isinstance(item, Mapping) and "trainId" in item:
-            return int(item["trainId"])
-    except (TypeError, ValueError):
-        pass
-    return None
 
 
 def nbytes_of(item: Any) -> int:

@@ -23,7 +23,8 @@ import xarray as xr
 from .errors import KBStreamsError
 from .labels import LayoutArg, RoiArg, is_metadata_key, label_array, label_source, stack_modules
 
-__all__ = ["Train", "SourceData", "KeyData", "SourceNameError", "PropertyNameError"]
+__all__ = ["Train", "SourceData", "KeyData", "SourceNameError", "PropertyNameError",
+           "train_id_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -478,3 +479,45 @@ class Train:
     def __repr__(self) -> str:
         when = "" if np.isnat(self.timestamp) else f" at {self.timestamp}"
         return f"<Train {self.train_id}{when}, {len(self.data)} sources>"
+
+
+def train_id_of(item: Any) -> int | None:
+    """The train ID an item carries, or ``None``: what the stream nodes order and report by.
+
+    Looks, in this order, at a ``train_id`` attribute (:class:`Train`, ``Message``), a scalar
+    ``trainId`` coordinate or attribute (xarray), a ``(data, meta)`` pair from a bridge client
+    (``meta[source]['timestamp.tid']``), a ``'trainId'`` key of a mapping, and else at the
+    parts of a tuple, e.g. ``(delay, labelled_array)``.
+
+    Examples
+    --------
+    >>> train_id_of(xr.DataArray([1.0, 2.0], dims='pulse', coords={'trainId': 10042}))
+    10042
+    >>> train_id_of(({'det': {}}, {'det': {'timestamp.tid': 7}}))
+    7
+    >>> train_id_of((0.5, xr.DataArray(1.0, coords={'trainId': 8}))), train_id_of(3.0)
+    (8, None)
+    """
+    try:
+        tid = getattr(item, "train_id", None)
+        if tid is not None and not callable(tid):
+            return int(tid)
+        if isinstance(item, xr.DataArray | xr.Dataset):
+            coord = item.coords.get("trainId")
+            if coord is not None:
+                return int(coord.values) if coord.size == 1 else None
+            return int(item.attrs["trainId"]) if "trainId" in item.attrs else None
+        if isinstance(item, Mapping):
+            return int(item["trainId"]) if "trainId" in item else None
+        if isinstance(item, tuple):
+            if len(item) == 2 and isinstance(item[1], Mapping):
+                for source_meta in item[1].values():
+                    if isinstance(source_meta, Mapping) and "timestamp.tid" in source_meta:
+                        return int(source_meta["timestamp.tid"])
+            for part in item:
+                found = train_id_of(part)
+                if found is not None:
+                    return found
+    except (TypeError, ValueError):
+        pass
+    return None

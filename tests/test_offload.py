@@ -20,7 +20,8 @@ from tornado.ioloop import IOLoop
 
 from kb_streams import offload
 from kb_streams.cluster import connect
-from kb_streams.offload import Offload, OffloadError, train_id_of
+from kb_streams.offload import Offload, OffloadError
+from kb_streams.train import train_id_of
 
 FIRST = 10_000
 

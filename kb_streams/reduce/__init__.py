@@ -19,7 +19,8 @@ every=)``.
 
 from __future__ import annotations
 
-from ._base import Reduction, merge_all, train_id_of
+from ..train import train_id_of
+from ._base import Reduction, merge_all
 from .histogram import BinnedStats, Bins, Histogram
 from .pumpprobe import PumpProbe
 from .stats import RollingMean, RunningStats

@@ -11,41 +11,15 @@ from typing import Any, TypeVar
 import numpy as np
 import xarray as xr
 
-__all__ = ["Reduction", "Template", "as_array", "chan_merge", "merge_all", "train_id_of"]
+from ..train import train_id_of
+
+__all__ = ["Reduction", "Template", "as_array", "chan_merge", "merge_all"]
 
 R = TypeVar("R", bound="Reduction")
 
 #: Per-train labels that do not describe an accumulated result.
 _PER_TRAIN_COORDS = {"trainId"}
 _PER_TRAIN_ATTRS = {"timestamp"}
-
-
-def train_id_of(item: Any) -> int | None:
-    """The train ID an item carries, if any: a ``trainId`` scalar coordinate (xarray), a
-    ``train_id`` attribute (:class:`kb_streams.Train`, ``Message``), or either inside a tuple.
-
-    Examples
-    --------
-    >>> import xarray as xr
-    >>> train_id_of(xr.DataArray(1.0, coords={'trainId': 10005}))
-    10005
-    >>> train_id_of((0.5, xr.DataArray([1.0], dims='pulse', coords={'trainId': 7}))), train_id_of(3)
-    (7, None)
-    """
-    if isinstance(item, xr.DataArray | xr.Dataset):
-        tid = item.coords.get("trainId")
-        if tid is not None and tid.ndim == 0:
-            return int(tid)
-        return None
-    tid = getattr(item, "train_id", None)
-    if isinstance(tid, int | np.integer):
-        return int(tid)
-    if isinstance(item, tuple):
-        for part in item:
-            found = train_id_of(part)
-            if found is not None:
-                return found
-    return None
 
 
 @dataclass

@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ._base import Reduction, Template, as_array, chan_merge, train_id_of
+from ..train import train_id_of
+from ._base import Reduction, Template, as_array, chan_merge
 
 __all__ = ["RunningStats", "RollingMean"]
 

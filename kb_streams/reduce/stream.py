@@ -7,7 +7,8 @@ from typing import Any
 
 from streamz import Stream
 
-from ._base import Reduction, train_id_of
+from ..train import train_id_of
+from ._base import Reduction
 
 __all__ = ["reduce_online"]
 
