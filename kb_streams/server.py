@@ -15,9 +15,16 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterable, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import zmq
 import zmq.asyncio
@@ -122,6 +129,55 @@ class _Pacer:
         wait = max(self.due - now, 0.0)
         self.due += self.period
         return wait
+
+
+# The I/O steps the serving loop (BridgeServer._serving) yields; each says what its driver sends
+# back. Every wait is at most _POLL_MS long, so the loop notices stop() in time.
+
+
+@dataclass(frozen=True)
+class _Sleep:
+    """Sleep *seconds* (at most _POLL_MS); sent back: anything."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _Poll:
+    """Poll the socket for *event* for at most _POLL_MS; sent back: whether it is ready."""
+
+    event: int
+
+
+@dataclass(frozen=True)
+class _NextItem:
+    """Take the next item to serve; sent back: the item, or _STOP when there is none."""
+
+
+@dataclass(frozen=True)
+class _Receive:
+    """Receive a request (REP); sent back: its frames."""
+
+
+@dataclass(frozen=True)
+class _Reply:
+    """Send a one-frame reply (REP); sent back: anything."""
+
+    message: bytes
+
+
+@dataclass(frozen=True)
+class _Send:
+    """Send a train without blocking; sent back: False if there was no room (zmq.Again)."""
+
+    frames: list[Any]
+
+
+_NEXT_ITEM = _NextItem()
+_RECEIVE = _Receive()
+_Step = _Sleep | _Poll | _NextItem | _Receive | _Reply | _Send
+_T = TypeVar("_T")
+_Steps = Generator[_Step, Any, _T]
 
 
 def _normalise_endpoint(endpoint: str | int | None) -> str:
@@ -362,6 +418,80 @@ class BridgeServer:
         log.warning("Bridge server %s: bad request %r (expected b'next')", self.endpoint, text)
         return b"Error: bad request " + text
 
+    # -- the serving decisions, free of I/O --------------------------------------------------
+
+    def _serving(self, trains: int | None, rate: float | None) -> _Steps[int]:
+        """The serving loop: yields each I/O step it needs and is sent back the outcome.
+
+        It decides everything (pacing, waiting for a reader, taking, preparing, sending and
+        counting trains, noticing :meth:`stop`); :meth:`_drive` and :meth:`_drive_async` only do
+        the I/O. Returns the number of trains sent.
+        """
+        pacer = _Pacer(rate)
+        sent = 0
+        ready = False  # a reader can take a train now (REP: its b'next' is waiting)
+        while (trains is None or sent < trains) and not self._stopping.is_set():
+            if not (yield from self._pause(pacer.delay(time.monotonic()))):
+                break
+            # take a train only once a reader can have it, so it leaves fresh (REP, PUSH)
+            if not ready and not (yield from self._await_reader()):
+                break
+            ready = True
+            item = yield _NEXT_ITEM
+            if item is _STOP:
+                break
+            prepared = self._prepare(item)
+            if prepared is None:
+                continue
+            frames, train_id = prepared
+            if not (yield from self._send(frames)):
+                break
+            ready = False
+            self.stats.record(_nbytes(frames), train_id)
+            sent += 1
+        return sent
+
+    def _pause(self, seconds: float) -> _Steps[bool]:
+        """Let *seconds* pass; False if stopped first."""
+        end = time.monotonic() + seconds
+        while not self._stopping.is_set():
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                return True
+            yield _Sleep(min(remaining, _POLL_MS / 1000))
+        return False
+
+    def _await_reader(self) -> _Steps[bool]:
+        """Wait until a reader can take a train; False if stopped first.
+
+        REP: until a ``b'next'`` request comes (any other request gets an error reply). PUSH:
+        until there is room. PUB: no wait.
+        """
+        if self.sock == "PUSH":
+            return (yield from self._poll(zmq.POLLOUT))
+        if self.sock == "PUB":
+            return True
+        while (yield from self._poll(zmq.POLLIN)):
+            request = yield _RECEIVE
+            if request == [b"next"]:
+                return True
+            yield _Reply(self._bad_request(request))
+        return False
+
+    def _send(self, frames: list[Any]) -> _Steps[bool]:
+        """Send one train; False if stopped while waiting for room (PUSH)."""
+        while not (yield _Send(frames)):  # the PUSH reader went away since the poll
+            if not (yield from self._poll(zmq.POLLOUT)):
+                return False
+        return True
+
+    def _poll(self, event: int) -> _Steps[bool]:
+        """Wait until the socket is ready for *event*; False if stopped first."""
+        while not self._stopping.is_set():
+            if (yield _Poll(event)):
+                return True
+        return False
+
     # -- serving in this thread --------------------------------------------------------------
 
     def serve(
@@ -402,59 +532,34 @@ class BridgeServer:
     def _serve_loop(self, iterable: Iterable[Any] | None, trains: int | None,
                     rate: float | None) -> int:
         items = iter(iterable) if iterable is not None else self._queued_items()
-        pacer = _Pacer(rate)
-        sent = 0
-        ready = False  # a reader can take a train now (REP: its b'next' is waiting)
-        while (trains is None or sent < trains) and not self._stopping.is_set():
-            if self._stopping.wait(pacer.delay(time.monotonic())):
-                break
-            # take a train only once a reader can have it, so it leaves fresh (REP, PUSH)
-            if not ready and not self._await_reader():
-                break
-            ready = True
-            item = next(items, _STOP)
-            if item is _STOP:
-                break
-            prepared = self._prepare(item)
-            if prepared is None:
-                continue
-            frames, train_id = prepared
-            if not self._send(frames):
-                break
-            ready = False
-            self.stats.record(_nbytes(frames), train_id)
-            sent += 1
-        return sent
+        return self._drive(self._serving(trains, rate), items)
 
-    def _await_reader(self) -> bool:
-        """Wait for a ``b'next'`` (REP) or for room (PUSH); False if stopped meanwhile."""
+    def _drive(self, steps: _Steps[int], items: Iterator[Any]) -> int:
+        """Perform the I/O *steps* ask for, in this thread; returns what they return."""
         sock = self._socket
-        if self.sock == "PUSH":
-            return self._wait(zmq.POLLOUT)
-        while self.sock == "REP":
-            if not self._wait(zmq.POLLIN):
-                return False
-            request = sock.recv_multipart()
-            if request == [b"next"]:
-                break
-            sock.send(self._bad_request(request))
-        return True
-
-    def _send(self, frames: list[Any]) -> bool:
-        """Send one train; False if stopped while waiting for room (PUSH)."""
+        outcome: Any = None
         while True:
             try:
-                self._socket.send_multipart(frames, copy=False, flags=zmq.NOBLOCK)
-                return True
-            except zmq.Again:  # the PUSH reader went away since the poll: wait for another
-                if not self._wait(zmq.POLLOUT):
-                    return False
-
-    def _wait(self, event: int) -> bool:
-        while not self._stopping.is_set():
-            if self._socket.poll(_POLL_MS, event):
-                return True
-        return False
+                step = steps.send(outcome)
+            except StopIteration as done:
+                return done.value
+            match step:
+                case _Sleep(seconds):
+                    outcome = self._stopping.wait(seconds)
+                case _Poll(event):
+                    outcome = sock.poll(_POLL_MS, event)
+                case _NextItem():
+                    outcome = next(items, _STOP)
+                case _Receive():
+                    outcome = sock.recv_multipart()
+                case _Reply(message):
+                    outcome = sock.send(message)
+                case _Send(frames):
+                    try:
+                        sock.send_multipart(frames, copy=False, flags=zmq.NOBLOCK)
+                        outcome = True
+                    except zmq.Again:
+                        outcome = False
 
     # -- serving in a background thread ------------------------------------------------------
 
@@ -547,78 +652,47 @@ class BridgeServer:
         ...         server.close()
         """
         with _ServingGuard(self, feeding=iterable is None):
-            asock = self._asocket
             if iterable is None:
-                items: Any = self._queued_items_async()
+                items: AsyncIterator[Any] = self._queued_items_async()
             elif isinstance(iterable, AsyncIterable):
                 items = aiter(iterable)
             else:
                 items = _async_iter(iterable)
-            pacer = _Pacer(rate)
-            sent = 0
-            ready = False
-            while (trains is None or sent < trains) and not self._stopping.is_set():
-                if await self._sleep_async(pacer.delay(time.monotonic())):
-                    break
-                if not ready and not await self._await_reader_async(asock):
-                    break
-                ready = True
-                item = await anext(items, _STOP)
-                if item is _STOP:
-                    break
-                prepared = self._prepare(item)
-                if prepared is None:
-                    continue
-                frames, train_id = prepared
-                if not await self._send_async(asock, frames):
-                    break
-                ready = False
-                self.stats.record(_nbytes(frames), train_id)
-                sent += 1
-            return sent
+            return await self._drive_async(self._serving(trains, rate), items)
 
-    async def _queued_items_async(self) -> Any:
+    async def _queued_items_async(self) -> AsyncIterator[Any]:
         while not self._stopping.is_set():
             try:
                 yield self._queue.get_nowait()
             except queue.Empty:
                 await asyncio.sleep(_POLL_MS / 1000)
 
-    async def _sleep_async(self, delay: float) -> bool:
-        end = time.monotonic() + delay
-        while not self._stopping.is_set():
-            remaining = end - time.monotonic()
-            if remaining <= 0:
-                return False
-            await asyncio.sleep(min(remaining, _POLL_MS / 1000))
-        return True
-
-    async def _await_reader_async(self, asock: zmq.asyncio.Socket) -> bool:
-        if self.sock == "PUSH":
-            return await self._wait_async(asock, zmq.POLLOUT)
-        while self.sock == "REP":
-            if not await self._wait_async(asock, zmq.POLLIN):
-                return False
-            request = await asock.recv_multipart()
-            if request == [b"next"]:
-                break
-            await asock.send(self._bad_request(request))
-        return True
-
-    async def _send_async(self, asock: zmq.asyncio.Socket, frames: list[Any]) -> bool:
+    async def _drive_async(self, steps: _Steps[int], items: AsyncIterator[Any]) -> int:
+        """Perform the I/O *steps* ask for, in this asyncio loop; returns what they return."""
+        asock = self._asocket
+        outcome: Any = None
         while True:
             try:
-                await asock.send_multipart(frames, copy=False, flags=zmq.NOBLOCK)
-                return True
-            except zmq.Again:
-                if not await self._wait_async(asock, zmq.POLLOUT):
-                    return False
-
-    async def _wait_async(self, asock: zmq.asyncio.Socket, event: int) -> bool:
-        while not self._stopping.is_set():
-            if await asock.poll(_POLL_MS, event):
-                return True
-        return False
+                step = steps.send(outcome)
+            except StopIteration as done:
+                return done.value
+            match step:
+                case _Sleep(seconds):
+                    outcome = await asyncio.sleep(seconds)
+                case _Poll(event):
+                    outcome = await asock.poll(_POLL_MS, event)
+                case _NextItem():
+                    outcome = await anext(items, _STOP)
+                case _Receive():
+                    outcome = await asock.recv_multipart()
+                case _Reply(message):
+                    outcome = await asock.send(message)
+                case _Send(frames):
+                    try:
+                        await asock.send_multipart(frames, copy=False, flags=zmq.NOBLOCK)
+                        outcome = True
+                    except zmq.Again:
+                        outcome = False
 
     # -- closing -----------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import re
@@ -15,7 +16,7 @@ import zmq
 import zmq.asyncio
 
 from kb_streams.protocol import decode
-from kb_streams.server import BridgeServer, ServerStats, _Pacer
+from kb_streams.server import BridgeServer, ServerStats, _NextItem, _Pacer, _Poll, _Send
 
 SOURCE = "SPB_DET_AGIPD1M-1/DET/0CH0:xtdf"
 READER = {"REP": zmq.REQ, "PUB": zmq.SUB, "PUSH": zmq.PULL}
@@ -207,6 +208,24 @@ def test_pacer_schedule_is_absolute():
         _Pacer(-1)
 
 
+def test_push_waits_for_room_again_when_a_send_finds_none():
+    # The reader can go between the poll and the send; sockets cannot stage that race, so the
+    # sans-I/O serving loop is driven by hand: each step it asks for, and the outcome it is sent.
+    frames = [b"header", b"payload"]
+    script = [(_Poll(zmq.POLLOUT), 1), (_NextItem(), frames), (_Send(frames), False),
+              (_Poll(zmq.POLLOUT), 0), (_Poll(zmq.POLLOUT), 1), (_Send(frames), True)]
+    with BridgeServer(sock="PUSH") as server:
+        steps = server._serving(trains=1, rate=None)
+        outcome = None
+        for expected, answer in script:
+            assert steps.send(outcome) == expected
+            outcome = answer
+        with pytest.raises(StopIteration) as done:
+            steps.send(outcome)
+    assert done.value.value == 1
+    assert (server.stats.trains, server.stats.bytes) == (1, 13)
+
+
 def test_feed_queue_is_bounded_and_served_in_order(ctx):
     with BridgeServer(sock="PUSH", maxlen=2) as server:
         for tid in (1, 2):  # no reader yet: both stay queued
@@ -282,6 +301,25 @@ def test_server_stats_rates():
     assert stats.rate(now=60.0) == 0.0  # idle
 
 
+@contextlib.asynccontextmanager
+async def push_server_and_async_reader():
+    server = BridgeServer(sock="PUSH")
+    actx = zmq.asyncio.Context()
+    reader = actx.socket(zmq.PULL)
+    reader.connect(server.endpoint)
+    try:
+        yield server, reader
+    finally:
+        server.close()
+        reader.close(linger=0)
+        actx.term()
+
+
+async def receive_ids(reader: zmq.asyncio.Socket, count: int) -> list[int]:
+    return [train_id(await asyncio.wait_for(reader.recv_multipart(copy=False), 5))
+            for _ in range(count)]
+
+
 def test_serve_async_with_async_and_plain_iterables():
     async def source(count):
         for item in trains(count=count):
@@ -289,29 +327,33 @@ def test_serve_async_with_async_and_plain_iterables():
             await asyncio.sleep(0)
 
     async def main():
-        server = BridgeServer(sock="PUSH")
-        actx = zmq.asyncio.Context()
-        reader = actx.socket(zmq.PULL)
-        reader.connect(server.endpoint)
-        try:
+        async with push_server_and_async_reader() as (server, reader):
             task = asyncio.create_task(server.serve_async(source(3)))
-            got = [decode(await asyncio.wait_for(reader.recv_multipart(copy=False), 5)).train_id
-                   for _ in range(3)]
+            got = await receive_ids(reader, 3)
             assert await asyncio.wait_for(task, 5) == 3
             task = asyncio.create_task(server.serve_async(trains(first=20), rate=1000))
-            got.append(decode(await asyncio.wait_for(reader.recv_multipart(copy=False), 5))
-                       .train_id)
+            got += await receive_ids(reader, 1)
             task.cancel()  # blocked on the HWM now: cancelling ends it
             with pytest.raises(asyncio.CancelledError):
                 await task
             assert not server.running
-        finally:
-            server.close()
-            reader.close(linger=0)
-            actx.term()
         return got
 
-    assert asyncio.run(main())[:4] == [10_000, 10_001, 10_002, 20]
+    assert asyncio.run(main()) == [10_000, 10_001, 10_002, 20]
+
+
+def test_serve_async_serves_the_feed_queue():
+    async def main():
+        async with push_server_and_async_reader() as (server, reader):
+            task = asyncio.create_task(server.serve_async(trains=2))
+            await asyncio.sleep(0)  # let serve_async claim the queue before feed() would start one
+            for tid in (7, 8):
+                server.feed(*make_train(tid), block=False)
+            got = await receive_ids(reader, 2)
+            assert await asyncio.wait_for(task, 5) == 2
+        return got
+
+    assert asyncio.run(main()) == [7, 8]
 
 
 def test_stop_from_another_thread_ends_serve_async():
