@@ -332,6 +332,15 @@ class BridgeServer:
         """Whether a serving loop is running (in any thread or task)."""
         return self._loop_thread is not None
 
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`stop` or :meth:`close` was called while serving.
+
+        An iterable that waits for its next item (e.g. on a queue) should check it, so that the
+        server can stop promptly.
+        """
+        return self._stopping.is_set()
+
     # -- feeding -----------------------------------------------------------------------------
 
     def feed(

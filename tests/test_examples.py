@@ -19,6 +19,7 @@ QUICK = ["--trains", "6", "--pulses", "4", "--rate", "50"]
     ("roi_monitor.py", "rolling mean (10 trains)"),
     ("pump_probe_delay.py", "on/off"),
     ("xgm_normalised.py", "mean over 6 trains, 4 pulses"),
+    ("republish.py", "published"),
 ])
 def test_example_runs_with_kb_streams_run(name, expected, capsys, restore_signals):
     code = main(["run", str(EXAMPLES / name), *QUICK])

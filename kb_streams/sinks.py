@@ -1,0 +1,493 @@
+"""The streamz sink node: re-publish a graph's results over a Karabo bridge.
+
+``stream.to_karabo_bridge()`` (registered here and through the ``streamz.sinks`` entry point)
+turns every item reaching it into one bridge train and serves it with a
+:class:`kb_streams.server.BridgeServer`, so that any bridge reader (``karabo_bridge.Client``,
+karabo-bridge-glimpse, a Karabo GUI scene, another kb_streams graph) can read a pipeline's results:
+per-train ROI sums, a running mean image, a binned pump-probe curve.
+
+The graph never waits for a reader. Results wait in a small bounded queue; when it is full the
+oldest is dropped (and counted) so that the newest always goes out, and a REP reader always gets
+the newest result waiting. An item that cannot be converted or encoded is logged with its train ID,
+counted and skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import numbers
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from streamz import Stream
+from streamz.sinks import Sink
+
+from .protocol import Message, encode
+from .server import BridgeServer
+from .train import Train, train_id_of
+
+__all__ = ["SinkStats", "to_bridge_train", "to_karabo_bridge"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SOURCE = "kb_streams/results"
+DEFAULT_QUEUE_SIZE = 10
+_WAKE_S = 0.02  # the serving thread, waiting for a result, checks this often that it should stop
+
+Data = dict[str, dict[str, Any]]
+Meta = dict[str, dict[str, Any]]
+
+
+@dataclass
+class SinkStats:
+    """Counters of a :class:`to_karabo_bridge` node (a snapshot; see ``node.stats``).
+
+    Attributes
+    ----------
+    received
+        Items that reached the node.
+    published
+        Results taken by the server to send: handed to ZeroMQ (with PUB, a result no subscriber
+        could take still counts, as ZeroMQ drops it silently).
+    dropped
+        Results that never went out: pushed out of the full queue by newer ones, passed over by a
+        REP reader taking the newest, or arriving after :meth:`to_karabo_bridge.close`.
+    unsendable
+        Items that could not be converted or encoded; each was logged with its train ID.
+    queued
+        Results waiting in the queue now.
+    last_train_id
+        Train ID of the last result published.
+    """
+
+    received: int = 0
+    published: int = 0
+    dropped: int = 0
+    unsendable: int = 0
+    queued: int = 0
+    last_train_id: int | None = None
+
+
+# -- item -> (data, meta) ---------------------------------------------------------------------
+
+
+def to_bridge_train(item: Any, train_id: int, *,
+                    source: str = DEFAULT_SOURCE) -> tuple[Data, Meta]:
+    """The bridge train ``(data, meta)`` that publishes *item*.
+
+    Parameters
+    ----------
+    item
+        * a ``(data, meta)`` pair, a :class:`kb_streams.Train` or a
+          :class:`kb_streams.Message`: sent as it is, with ``timestamp.tid`` added to sources
+          whose metadata lacks it;
+        * an ``xarray.DataArray``: one source whose keys are its name (``'data'`` if unnamed) and
+          its coordinates;
+        * an ``xarray.Dataset``: one source whose keys are its data variables and coordinates;
+        * ``{source: {key: value}}`` (every value a mapping): those sources;
+        * ``{key: value}``: one source;
+        * a number, numpy scalar or array: one source with the key ``'data'``.
+
+        Values are converted on the way: xarray objects become numpy arrays, 0-d numeric arrays
+        become scalars, arrays of Python objects (e.g. strings) become lists.
+    train_id
+        The train ID to put in the metadata of every source (pairs and trains: where missing).
+    source
+        Name of the one source that results other than pairs, trains and
+        ``{source: {key: value}}`` mappings are published as.
+
+    Returns
+    -------
+    data, meta
+        ``{source: {key: value}}`` and ``{source: {'source': ..., 'timestamp.tid': ...}}``.
+
+    Raises
+    ------
+    TypeError
+        For items of any other type (strings, lists, ...).
+    ValueError
+        For an item without any data (an empty mapping).
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> roi = xr.DataArray(np.array([1.5, 2.5]), dims='pulse', name='roi_sum',
+    ...                    coords={'pulse': [0, 1], 'trainId': 10042})
+    >>> data, meta = to_bridge_train(roi, 10042)
+    >>> sorted(data['kb_streams/results']), meta['kb_streams/results']['timestamp.tid']
+    (['pulse', 'roi_sum', 'trainId'], 10042)
+    >>> to_bridge_train(3.5, 7, source='MID/RESULT/mean')[0]
+    {'MID/RESULT/mean': {'data': 3.5}}
+    """
+    if isinstance(item, Train | Message):
+        return item.data, _with_train_id(item.meta, item.data, train_id)
+    if _is_data_meta_pair(item):
+        data, meta = item
+        return data, _with_train_id(meta, data, train_id)
+    data = _as_sources(item, source)
+    if not data:
+        raise ValueError("no data to publish (an empty mapping)")
+    return data, {name: {"source": name, "timestamp.tid": train_id} for name in data}
+
+
+def _is_data_meta_pair(item: Any) -> bool:
+    return (isinstance(item, tuple) and len(item) == 2
+            and isinstance(item[0], Mapping) and isinstance(item[1], Mapping))
+
+
+def _with_train_id(meta: Mapping[str, Mapping[str, Any]], data: Mapping[str, Any],
+                   train_id: int) -> Meta:
+    """*meta* for every source of *data*, ``timestamp.tid`` filled in where missing."""
+    completed = {}
+    for name, values in data.items():
+        source_meta = meta.get(name)
+        if source_meta is None and isinstance(values, Mapping):
+            source_meta = values.get("metadata")
+        source_meta = dict(source_meta or {})
+        source_meta.setdefault("source", name)
+        source_meta.setdefault("timestamp.tid", train_id)
+        completed[name] = source_meta
+    return completed
+
+
+def _as_sources(item: Any, source: str) -> Data:
+    if isinstance(item, xr.DataArray):
+        name = "data" if item.name is None else str(item.name)
+        return {source: {name: _value(item), **_coordinates(item)}}
+    if isinstance(item, xr.Dataset):
+        variables = {str(name): _value(var) for name, var in item.data_vars.items()}
+        return {source: {**variables, **_coordinates(item)}}
+    if isinstance(item, Mapping):
+        if item and all(isinstance(values, Mapping) for values in item.values()):
+            return {str(name): _plain_values(values) for name, values in item.items()}
+        return {source: _plain_values(item)} if item else {}
+    if isinstance(item, np.ndarray | np.generic | numbers.Number):
+        return {source: {"data": _value(item)}}
+    raise TypeError(f"cannot publish a {type(item).__name__}: give (data, meta), a Train, an "
+                    "xarray object, a mapping, a number or an array")
+
+
+def _coordinates(obj: xr.DataArray | xr.Dataset) -> dict[str, Any]:
+    return {str(name): _value(coord) for name, coord in obj.coords.items()}
+
+
+def _plain_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {str(key): _value(value) for key, value in values.items()}
+
+
+def _value(value: Any) -> Any:
+    """A value bridge readers understand: numpy arrays and scalars, builtins."""
+    if isinstance(value, xr.DataArray | xr.Variable):
+        value = value.values
+    if not isinstance(value, np.ndarray):
+        return value
+    if value.dtype.kind == "O":
+        return value.tolist()  # the protocol never pickles; str, numbers, lists travel as msgpack
+    if value.ndim == 0 and value.dtype.kind in "biufc":
+        return value[()]
+    return value
+
+
+# -- the bounded queue between the graph and the serving thread -------------------------------
+
+
+class _Outbox:
+    """Encoded results waiting for the server: bounded, the oldest dropped when full.
+
+    ``put`` (the graph's thread) never blocks; ``take`` (the server's thread) waits for a result
+    and returns ``None`` once the outbox is closed or ``stopping()`` says so.
+    """
+
+    def __init__(self, maxlen: int) -> None:
+        self._items: deque[tuple[list[Any], int]] = deque()
+        self._maxlen = maxlen
+        self._changed = threading.Condition()
+        self.closed = False
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, frames: list[Any], train_id: int) -> int:
+        """Queue one result; returns how many older ones were dropped to make room (0 or 1)."""
+        with self._changed:
+            if self.closed:
+                return 1
+            dropped = 0
+            if len(self._items) >= self._maxlen:
+                self._items.popleft()
+                dropped = 1
+            self._items.append((frames, train_id))
+            self._changed.notify()
+        return dropped
+
+    def take(self, newest: bool, stopping: Callable[[], bool]
+             ) -> tuple[tuple[list[Any], int] | None, int]:
+        """The next result (the newest if *newest*, dropping older ones) and how many dropped."""
+        with self._changed:
+            while not self._items:
+                if self.closed or stopping():
+                    return None, 0
+                self._changed.wait(_WAKE_S)
+            if not newest:
+                return self._items.popleft(), 0
+            result, dropped = self._items.pop(), len(self._items)
+            self._items.clear()
+            return result, dropped
+
+    def close(self) -> int:
+        """Stop ``take`` waiting and drop what is queued; returns how many were dropped."""
+        with self._changed:
+            self.closed = True
+            dropped = len(self._items)
+            self._items.clear()
+            self._changed.notify_all()
+        return dropped
+
+
+# -- the node ---------------------------------------------------------------------------------
+
+
+@Stream.register_api()
+class to_karabo_bridge(Sink):
+    """Publish every item as a train on a Karabo bridge socket (REP, PUB or PUSH).
+
+    Each item becomes one train (see :func:`to_bridge_train`): ``(data, meta)`` pairs and
+    :class:`kb_streams.Train` records as they are; an xarray ``DataArray``/``Dataset``, a flat
+    ``{key: value}`` mapping, a number or an array as one source named *source*;
+    ``{source: {key: value}}`` as those sources. Every source gets a timestamp (now, where it has
+    none) and a train ID: the item's own (:func:`kb_streams.train.train_id_of`), else the last one
+    seen by this node, else (before any item carried one) a count of the items received, from 1.
+
+    The graph never waits for a reader: results wait in a queue of *queue_size*; when it is full,
+    the oldest is dropped (``stats.dropped``). PUB sends at once (ZeroMQ drops what no subscriber
+    takes); PUSH sends in order as the reader makes room; REP answers each request with the newest
+    result waiting and drops the older ones, so a display never shows stale results. An item that
+    cannot be converted or encoded is logged with its train ID, counted (``stats.unsendable``) and
+    skipped.
+
+    Parameters
+    ----------
+    upstream
+        The stream whose items to publish.
+    endpoint
+        Where to bind: ``None`` (default) binds ``tcp://127.0.0.1`` on a free port (read it from
+        :attr:`endpoint`); a port number binds that port on 127.0.0.1; any other string is used as
+        it is (``'tcp://*:45000'`` binds every interface: only when you mean it).
+    sock
+        ``'PUB'`` (default), ``'PUSH'`` or ``'REP'``.
+    source
+        Source name of the results that carry none (see above).
+    protocol_version
+        ``'2.2'`` (default) or ``'1.0'``.
+    queue_size
+        Results that may wait for a reader; the oldest is dropped beyond that. With PUB it is
+        also ZeroMQ's high-water mark (results queued per subscriber): at 1, ZeroMQ silently
+        drops a result sent a moment after the previous one even to a subscriber that keeps up.
+    copy
+        Copy arrays when an item arrives (default), so that the graph may go on updating its
+        arrays in place (a running mean) while the result waits to be sent. ``False`` sends them
+        zero-copy: then never modify an array after it reached this node.
+    server
+        A :class:`~kb_streams.server.BridgeServer` to publish with instead of one made here (give
+        it instead of *endpoint*, *sock* and *protocol_version*), e.g. to choose its ``hwm`` or
+        ZeroMQ context. It must not be serving yet; the node serves it from then on and
+        :meth:`close` closes it.
+    **kwargs
+        As for any streamz node (``stream_name``, ...).
+
+    Attributes
+    ----------
+    server
+        The :class:`~kb_streams.server.BridgeServer` publishing the results.
+
+    Notes
+    -----
+    :meth:`close` releases the server (its port is free again when it returns). :meth:`stop`
+    does that too, after stopping the upstream sources as any streamz node's ``stop`` does.
+    ``node.stats`` holds the counters (:class:`SinkStats`); ``node.server.stats`` the server's.
+
+    Examples
+    --------
+    Publish a number per train and read it back with a bridge client:
+
+    >>> from streamz import Stream
+    >>> from kb_streams import Client
+    >>> source = Stream()
+    >>> node = source.to_karabo_bridge(sock='PUSH', source='SPB/RESULTS/roi')
+    >>> source.emit(({'SPB/XGM': {'energy': 1.2}}, {'SPB/XGM': {'timestamp.tid': 10_000}}))
+    >>> source.emit(42.0)                # no train ID of its own: the last one seen
+    >>> with Client(node.endpoint, sock='PULL', timeout=5) as client:
+    ...     first, second = client.next(), client.next()
+    >>> first[0]['SPB/XGM']['energy'], second[0]['SPB/RESULTS/roi']['data']
+    (1.2, 42.0)
+    >>> second[1]['SPB/RESULTS/roi']['timestamp.tid'], node.stats.published
+    (10000, 2)
+    >>> node.close()
+    """
+
+    _graphviz_shape = "trapezium"
+
+    def __init__(
+        self,
+        upstream: Stream,
+        endpoint: str | int | None = None,
+        sock: str | None = None,
+        *,
+        source: str = DEFAULT_SOURCE,
+        protocol_version: str | None = None,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        copy: bool = True,
+        server: BridgeServer | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if int(queue_size) < 1:
+            raise ValueError(f"queue_size must be at least 1, not {queue_size!r}")
+        if not isinstance(source, str) or not source:
+            raise ValueError(f"source must be a non-empty string, not {source!r}")
+        self.source = source
+        self.copy = copy
+        self._stats = SinkStats()
+        self._lock = threading.Lock()
+        self._last_train_id: int | None = None
+        self._outbox = _Outbox(int(queue_size))
+        self._closed = False
+        self._warned_drop = False
+        self.server = self._make_server(endpoint, sock, protocol_version, server, int(queue_size))
+        try:
+            super().__init__(upstream, **kwargs)
+        except BaseException:
+            self.close()
+            raise
+        try:
+            self.server.start(self._results(self.server))
+        except BaseException:
+            self.destroy()
+            raise
+
+    @staticmethod
+    def _make_server(endpoint: str | int | None, sock: str | None, protocol_version: str | None,
+                     server: BridgeServer | None, queue_size: int) -> BridgeServer:
+        if server is None:
+            sock = "PUB" if sock is None else str(sock).upper()
+            # At a high-water mark of 1, PUB silently drops a message sent a moment after the
+            # previous one, even to a subscriber that keeps up (ZeroMQ acknowledges reads late).
+            return BridgeServer(endpoint, sock=sock, protocol_version=protocol_version or "2.2",
+                                hwm=queue_size if sock == "PUB" else 1)
+        given = [name for name, value in [("endpoint", endpoint), ("sock", sock),
+                                          ("protocol_version", protocol_version)]
+                 if value is not None]
+        if given:
+            raise ValueError(f"give either server= or {', '.join(given)}, not both")
+        if server.running:
+            raise ValueError(f"bridge server {server.endpoint} is already serving")
+        return server
+
+    # -- public -----------------------------------------------------------------------------
+
+    @property
+    def endpoint(self) -> str:
+        """Where readers connect (the endpoint bound, with its real port)."""
+        return self.server.endpoint
+
+    @property
+    def stats(self) -> SinkStats:
+        """A snapshot of the counters (:class:`SinkStats`)."""
+        with self._lock:
+            return replace(self._stats, queued=len(self._outbox))
+
+    def close(self) -> None:
+        """Stop publishing and release the server (the port is free when this returns).
+
+        A server given to the node is closed too. Results still queued are dropped; items
+        arriving later are counted as dropped. Safe to call more than once.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._count(dropped=self._outbox.close())
+        self.server.close()
+
+    def stop(self) -> None:
+        """Stop the upstream sources (as any streamz node's ``stop``), then :meth:`close`."""
+        super().stop()
+        self.close()
+
+    def destroy(self) -> None:
+        """Disconnect from upstream (as any streamz sink) and :meth:`close`."""
+        super().destroy()
+        self.close()
+
+    # -- the graph's side -------------------------------------------------------------------
+
+    def update(self, x: Any, who: Any = None, metadata: Any = None) -> None:
+        self._count(received=1)
+        train_id = self._train_id(x)
+        frames = self._encode(x, train_id)
+        if frames is None:
+            return
+        if self._outbox.closed:
+            self._count(dropped=1)
+            return
+        self._count(dropped=self._outbox.put(frames, train_id))
+
+    def _train_id(self, item: Any) -> int:
+        train_id = train_id_of(item)
+        with self._lock:
+            if train_id is not None:
+                self._last_train_id = train_id
+            elif self._last_train_id is not None:
+                train_id = self._last_train_id
+            else:
+                train_id = self._stats.received
+        return train_id
+
+    def _encode(self, item: Any, train_id: int) -> list[Any] | None:
+        """The message parts publishing *item*, or None (logged and counted) if there are none."""
+        try:
+            data, meta = to_bridge_train(item, train_id, source=self.source)
+            if not data:
+                raise ValueError("no sources to send")
+            frames = encode(data, meta, protocol_version=self.server.protocol_version,
+                            dummy_timestamps=True)
+        except Exception as exc:  # one bad result must not stop the graph
+            self._count(unsendable=1)
+            logger.warning("Not published: train %s to %s: %s", train_id, self.endpoint, exc)
+            return None
+        if self.copy:
+            frames = [bytes(frame) if isinstance(frame, memoryview) else frame
+                      for frame in frames]
+        return frames
+
+    def _count(self, *, received: int = 0, dropped: int = 0, unsendable: int = 0) -> None:
+        with self._lock:
+            self._stats.received += received
+            self._stats.dropped += dropped
+            self._stats.unsendable += unsendable
+            warn = dropped and not self._warned_drop and not self._closed
+            self._warned_drop = self._warned_drop or bool(warn)
+        if warn:
+            logger.info("Results for %s wait for a reader: dropping the oldest ones "
+                        "(counted in stats.dropped)", self.endpoint)
+
+    # -- the serving thread's side ----------------------------------------------------------
+
+    def _results(self, server: BridgeServer) -> Iterator[list[Any]]:
+        """The message parts to send, one result at a time, until the node or server closes."""
+        newest = server.sock == "REP"
+        while True:
+            # checking server.stopping lets node.server.close() end this wait at once
+            result, dropped = self._outbox.take(newest, lambda: server.stopping)
+            if result is None:
+                return
+            frames, train_id = result
+            with self._lock:
+                self._stats.dropped += dropped
+                self._stats.published += 1
+                self._stats.last_train_id = train_id
+            yield frames
