@@ -485,7 +485,8 @@ def train_id_of(item: Any) -> int | None:
     """The train ID an item carries, or ``None``: what the stream nodes order and report by.
 
     Looks, in this order, at a ``train_id`` attribute (:class:`Train`, ``Message``), a scalar
-    ``trainId`` coordinate or attribute (xarray), a ``(data, meta)`` pair from a bridge client
+    ``trainId`` coordinate or attribute (xarray; for the result of a reduction over trains, its
+    ``last_train_id`` attribute), a ``(data, meta)`` pair from a bridge client
     (``meta[source]['timestamp.tid']``), a ``'trainId'`` key of a mapping, and else at the
     parts of a tuple, e.g. ``(delay, labelled_array)``.
 
@@ -506,7 +507,10 @@ def train_id_of(item: Any) -> int | None:
             coord = item.coords.get("trainId")
             if coord is not None:
                 return int(coord.values) if coord.size == 1 else None
-            return int(item.attrs["trainId"]) if "trainId" in item.attrs else None
+            for attr in ("trainId", "last_train_id"):
+                if item.attrs.get(attr) is not None:
+                    return int(item.attrs[attr])
+            return None
         if isinstance(item, Mapping):
             return int(item["trainId"]) if "trainId" in item else None
         if isinstance(item, tuple):

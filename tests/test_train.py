@@ -236,3 +236,16 @@ def test_train_over_a_real_socket(tcp_endpoint):
     image = train[DET, "image.data"]
     assert image.ndarray() is got_data[DET]["image.data"]
     assert np.shares_memory(image.xarray().values, image.ndarray())
+
+
+def test_train_id_of_a_reduction_result_is_its_last_train():
+    from kb_streams.reduce import RunningStats
+    from kb_streams.train import train_id_of
+
+    stats = RunningStats()
+    for tid in (5, 6):
+        stats.update(xr.DataArray([1.0, 2.0], dims="pulse", coords={"trainId": tid}))
+    assert train_id_of(stats.result()) == 6
+    assert train_id_of(stats.result()["mean"]) == 6
+    assert train_id_of((0.5, stats.result()["mean"])) == 6
+    assert train_id_of(xr.DataArray(1.0, attrs={"last_train_id": None})) is None
