@@ -31,11 +31,16 @@ A task takes the next train from a bridge client kept open in the worker process
 receiver, in its own thread, receiving ``prefetch`` trains ahead so the next train travels while
 ``f`` runs), applies ``f`` and returns ``(train ID, result)``; an exception in ``f`` comes back as
 an error record with the train ID. Nothing is queued without bound: results wait in a re-order
-buffer until every receiver has reported a later train or idled, or for at most ``wait`` seconds;
-a train that comes later is counted as late and dropped. Workers that leave are replaced by the
+buffer for at most ``wait`` seconds, and only while some receiver may still deliver an earlier
+train. A receiver hands its trains out in order and numbers them, so the graph knows which of
+them are still on their way back; one that has returned every train it handed out up to the
+waiting one, or that was seen with nothing to deliver (idle, or not running yet: the graph asks
+its worker) after the waiting result came, holds nothing back. A train that comes after a later
+one was emitted is counted as late and dropped. Workers that leave are replaced by the
 remaining ones, and receivers are spread over new workers as they join; with no worker at all
-the source submits nothing and waits for one, with a warning once a minute. A receiver whose source
-is gone (no task for a minute) closes itself.
+the source submits nothing and waits for one, with a warning once a minute. Stopping closes the
+receivers first, so their tasks end by themselves. A receiver whose source is gone (no task for
+a minute) closes itself.
 """
 
 from __future__ import annotations
@@ -43,7 +48,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import queue
+import math
+import sys
 import threading
 import time
 import uuid
@@ -159,27 +165,38 @@ class _Result:
     error: tuple[str, BaseException] | None = None
     nbytes: int = 0
     worker: str | None = None
+    epoch: str | None = None  # the receiver instance that handed out the train (or idled)
+    seq: int | None = None  # the train's number in that receiver's hand-out order
+    taken: int | None = None  # idle: trains that receiver had handed out by then
 
 
 #: A receiver nobody has asked for a train for this long closes itself (its graph is gone).
 IDLE_CLOSE = 60.0
+#: Seconds a result waits for a receiver that just delivered a train before that one is probed.
+PROBE_AFTER = 0.2
+#: Seconds, beyond ``timeout``, that stopping waits for running tasks before cancelling them.
+STOP_GRACE = 10.0
 
 
 class _Receiver:
     """A bridge client in its own thread of a worker process, ``prefetch`` trains ahead of the
     tasks that take them.
 
-    The thread owns the ZeroMQ socket. Tasks wait on a queue with a short timeout (and report
+    The thread owns the ZeroMQ socket. Tasks wait for a train with a short timeout (and report
     "idle"), so the bridge client itself can wait long for large trains without giving up its
-    request. :meth:`close` terminates the ZeroMQ context, which interrupts a pending receive.
+    request. Trains are handed out in arrival order and numbered (``seq``) per instance
+    (``epoch``), so the graph knows which trains are still on their way back. :meth:`close` wakes
+    the waiting tasks and terminates the ZeroMQ context, which interrupts a pending receive.
     """
 
     def __init__(self, spec: _Spec, key: tuple[str, str]) -> None:
         self.spec = spec
         self.key = key
+        self.epoch = uuid.uuid4().hex[:12]
         self.context = zmq.Context()
-        self.credits = threading.Semaphore(max(spec.prefetch, 1))
-        self.ready: queue.SimpleQueue = queue.SimpleQueue()
+        self.changed = threading.Condition()
+        self.ready: deque[tuple[str, Any]] = deque()  # ('train', message) or ('error', exception)
+        self.taken = 0
         self.closing = threading.Event()
         self.last_used = time.monotonic()
         self.thread = threading.Thread(target=self._run, name=f"kb-receiver-{spec.name}",
@@ -196,31 +213,18 @@ class _Receiver:
         try:
             client = BridgeClient(spec.endpoint, sock=spec.sock, timeout=spec.receive_timeout,
                                   context=self.context, hwm=spec.hwm)
-            while not self.closing.is_set():
-                if not self.credits.acquire(timeout=0.2):
-                    if time.monotonic() - self.last_used > IDLE_CLOSE:
-                        logger.info("bridge receiver %s unused for %s s: closing", spec.name,
-                                    IDLE_CLOSE)
-                        break
-                    continue
-                while not self.closing.is_set():
-                    try:
-                        self.ready.put(("train", client.next_message()))
-                        break
-                    except TimeoutError:
-                        continue  # nothing yet (a REQ client has renewed its request)
-                    except zmq.ContextTerminated:
-                        return
-                    except Exception as exc:
-                        if self.closing.is_set():
-                            return
-                        self.ready.put(("error", exc))
-                        break
+            while self._wait_for_room():
+                item = self._receive(client)
+                if item is None:
+                    return
+                self._put(item)
         except Exception as exc:  # cannot connect: the tasks report it
             if not self.closing.is_set():
-                self.ready.put(("error", exc))
+                self._put(("error", exc))
         finally:
             self.closing.set()
+            with self.changed:
+                self.changed.notify_all()
             if client is not None:
                 with contextlib.suppress(Exception):
                     client.close()
@@ -228,18 +232,57 @@ class _Receiver:
                 if _receivers.get(self.key) is self:
                     del _receivers[self.key]
 
-    def get(self, timeout: float) -> tuple[str, Any] | None:
-        """The next ``('train', message)`` or ``('error', exception)``; None after ``timeout``."""
-        self.last_used = time.monotonic()
-        try:
-            item = self.ready.get(timeout=timeout)
-        except queue.Empty:
-            return None
-        self.credits.release()
-        return item
+    def _wait_for_room(self) -> bool:
+        """Until fewer than ``prefetch`` trains wait for a task; False to stop receiving."""
+        with self.changed:
+            while len(self.ready) >= max(self.spec.prefetch, 1) and not self.closing.is_set():
+                if not self.changed.wait(0.2) and time.monotonic() - self.last_used > IDLE_CLOSE:
+                    logger.info("bridge receiver %s unused for %s s: closing", self.spec.name,
+                                IDLE_CLOSE)
+                    return False
+        return not self.closing.is_set()
+
+    def _receive(self, client: BridgeClient) -> tuple[str, Any] | None:
+        """The next train or receive error; None once closing."""
+        while not self.closing.is_set():
+            try:
+                return "train", client.next_message()
+            except TimeoutError:
+                continue  # nothing yet (a REQ client has renewed its request)
+            except zmq.ContextTerminated:
+                return None
+            except Exception as exc:
+                return None if self.closing.is_set() else ("error", exc)
+        return None
+
+    def _put(self, item: tuple[str, Any]) -> None:
+        with self.changed:
+            self.ready.append(item)
+            self.changed.notify_all()
+
+    def get(self, timeout: float) -> tuple[str, int, Any]:
+        """Hand out the next item, numbered: ``('train', seq, message)`` or ``('error', seq,
+        exception)``; ``('idle', taken, None)`` after ``timeout`` with trains handed out so far;
+        ``('closed', taken, None)`` once closing."""
+        with self.changed:
+            self.last_used = time.monotonic()
+            self.changed.wait_for(lambda: self.ready or self.closing.is_set(), timeout)
+            if self.ready:
+                kind, payload = self.ready.popleft()
+                self.taken += 1
+                self.changed.notify_all()
+                return kind, self.taken - 1, payload
+            return ("closed" if self.closing.is_set() else "idle"), self.taken, None
+
+    def state(self) -> tuple[str, int, int]:
+        """``(epoch, trains handed out, trains waiting for a task)``."""
+        with self.changed:
+            return self.epoch, self.taken, len(self.ready)
 
     def close(self) -> None:
         self.closing.set()
+        with self.changed:
+            self.changed.notify_all()  # waiting tasks return 'closed' at once
         self.context.term()  # returns once the thread has closed its sockets
         self.thread.join(timeout=5)
 
@@ -247,6 +290,35 @@ class _Receiver:
 _receivers: dict[tuple[str, str], _Receiver] = {}
 _closed_sessions: deque[str] = deque(maxlen=1000)
 _registry = threading.Lock()
+
+
+def receiver_states(session: str, names: Sequence[str]) -> dict[str, tuple[str, int, int] | None]:
+    """``{name: (epoch, handed out, waiting) or None}`` of this worker's receivers of a source.
+
+    None: no receiver of that name runs here (not started yet, or gone).
+    """
+    with _registry:
+        receivers = {name: _receivers.get((session, name)) for name in names}
+    return {name: r.state() if r is not None and r.alive else None
+            for name, r in receivers.items()}
+
+
+def _state_probe() -> Callable[[str, Sequence[str]], dict]:
+    """A function for ``Client.run`` that returns :func:`receiver_states` on a worker.
+
+    It is pickled by value and imports nothing: a worker still importing this module (its first
+    task starting) answers at once that it runs no receiver yet.
+    """
+    module_name = __name__
+
+    def probe(session: str, names: Sequence[str]) -> dict:
+        states = getattr(sys.modules.get(module_name), "receiver_states", None)
+        return states(session, names) if states is not None else dict.fromkeys(names)
+
+    return probe
+
+
+_PROBE = _state_probe()
 
 
 def _worker_address() -> str | None:
@@ -258,14 +330,27 @@ def _worker_address() -> str | None:
         return None
 
 
-def _error(spec: _Spec, exc: BaseException, train_id: int | None = None) -> _Result:
+def _error(spec: _Spec, exc: BaseException, train_id: int | None = None,
+           epoch: str | None = None, seq: int | None = None) -> _Result:
     text, exc = detach(exc)
     try:
         cloudpickle.dumps(exc)
     except Exception:
         exc = RuntimeError(f"{type(exc).__name__}: {exc}")
     return _Result(spec.name, "error", train_id=train_id, error=(text, exc),
-                   worker=_worker_address())
+                   worker=_worker_address(), epoch=epoch, seq=seq)
+
+
+def _receiver_for(spec: _Spec) -> _Receiver | None:
+    """This worker's receiver for ``spec``, started if needed; None once its source stopped."""
+    with _registry:
+        if spec.session in _closed_sessions:
+            return None
+        key = (spec.session, spec.name)
+        receiver = _receivers.get(key)
+        if receiver is None or not receiver.alive:
+            receiver = _receivers[key] = _Receiver(spec, key)
+        return receiver
 
 
 def receive_and_apply(spec: _Spec, func: Callable[..., Any], args: tuple = (),
@@ -276,32 +361,28 @@ def receive_and_apply(spec: _Spec, func: Callable[..., Any], args: tuple = (),
     bad train: errors come back as a result with the train ID.
     """
     try:
-        with _registry:
-            if spec.session in _closed_sessions:
-                return _Result(spec.name, "closed")
-            key = (spec.session, spec.name)
-            receiver = _receivers.get(key)
-            if receiver is None or not receiver.alive:
-                receiver = _receivers[key] = _Receiver(spec, key)
-        item = receiver.get(spec.poll)
+        receiver = _receiver_for(spec)
+        if receiver is None:
+            return _Result(spec.name, "closed")
+        kind, number, payload = receiver.get(spec.poll)
     except Exception as exc:
         return _error(spec, exc)
-    if item is None:
-        return _Result(spec.name, "idle")
-    kind, message = item
+    epoch = receiver.epoch
+    if kind in ("idle", "closed"):
+        return _Result(spec.name, kind, epoch=epoch, taken=number, worker=_worker_address())
     if kind == "error":
-        return _error(spec, message, getattr(message, "train_id", None))
-    train = Train.from_message(message)
-    nbytes = message.nbytes
-    del message, item
+        return _error(spec, payload, getattr(payload, "train_id", None), epoch, number)
+    train = Train.from_message(payload)
+    nbytes = payload.nbytes
+    del payload
     try:
         if spec.select is not None:
             train = train.select(spec.select)
         value = func(train, *args, **(kwargs or {}))
     except Exception as exc:
-        return _error(spec, exc, train.train_id)
+        return _error(spec, exc, train.train_id, epoch, number)
     return _Result(spec.name, "train", train_id=train.train_id, value=value, nbytes=nbytes,
-                   worker=_worker_address())
+                   worker=_worker_address(), epoch=epoch, seq=number)
 
 
 def close_receivers(session: str) -> int:
@@ -329,7 +410,8 @@ class WorkerReceiveStats:
     ``emitted`` results went downstream; ``received`` trains were reduced on workers; ``errors``
     records went to ``source.errors``; ``late`` results came after a later train was emitted and
     were dropped; ``skipped`` train IDs were passed over between emitted trains; ``incomplete``
-    sharded trains missed a shard within ``wait``; ``idle`` receive attempts timed out;
+    sharded trains missed a shard (within ``wait``); ``idle`` receive attempts timed out;
+    ``probes`` asked the workers about receivers holding back a result;
     ``bytes_received`` arrived on the workers, ``bytes_tasks`` + ``bytes_results`` crossed between
     the graph's process and the workers.
     """
@@ -341,6 +423,7 @@ class WorkerReceiveStats:
     skipped: int = 0
     incomplete: int = 0
     idle: int = 0
+    probes: int = 0
     tasks: int = 0
     reassigned: int = 0
     buffered: int = 0
@@ -354,13 +437,105 @@ class WorkerReceiveStats:
 
 
 @dataclass(eq=False)
+class _Order:
+    """What the graph knows of the trains one receiver may still deliver.
+
+    A receiver hands its trains to tasks in train ID order and numbers them (``seq``, per receiver
+    instance: ``epoch``); their results may come back out of order. It cannot deliver a train
+    before ``tid`` any more once
+
+    * every train it handed out up to one at or after ``tid - 1`` has come back (``floor``), or
+    * it was seen with nothing handed out still to come back and nothing waiting (idle, or not
+      running at all) at a moment after ``tid``'s result reached the graph (``clear``). What it
+      receives after that moment left the bridge after ``tid`` did, so it is later, unless a
+      train was still on the wire to it then.
+    """
+
+    epoch: str | None = None
+    next_seq: int = 0  # every train numbered below came back
+    ahead: dict[int, int | None] = field(default_factory=dict)  # seq: train ID, came back early
+    taken: int = 0  # trains it is known to have handed out
+    lost: int = 0  # failed tasks, each of which may have taken a train that never comes back
+    floor: int | None = None  # every train still to come from it is later than this
+    clear: float = -math.inf  # nothing still to come precedes a result that reached us by then
+    seen_empty: tuple[float, int] | None = None  # (when, taken): clear once those came back
+    retired: set[str] = field(default_factory=set)
+
+    def passes(self, tid: int, first_seen: float) -> bool:
+        """Whether this receiver can no longer deliver a train before ``tid``."""
+        return (self.floor is not None and self.floor >= tid - 1) or self.clear >= first_seen
+
+    def returned(self, epoch: str | None, seq: int | None, tid: int | None) -> None:
+        """A task's result for the ``seq``-th train (``tid``: None if receiving failed)."""
+        if seq is None or not self._current(epoch) or seq < self.next_seq:
+            return
+        self.ahead[seq] = tid
+        self.taken = max(self.taken, seq + 1)
+        self._advance()
+
+    def failed(self) -> None:
+        """A task failed without a result: it may have taken a train, which is lost."""
+        self.lost += 1
+        self._advance()
+
+    def empty(self, epoch: str | None, taken: int, when: float) -> None:
+        """At ``when`` the receiver had handed out ``taken`` trains and had none waiting."""
+        if not self._current(epoch):
+            return
+        self.taken = max(self.taken, taken)
+        if self.seen_empty is None or when > self.seen_empty[0]:
+            self.seen_empty = (when, self.taken)
+        self._advance()
+
+    def absent(self, when: float) -> None:
+        """At ``when`` the receiver did not run (not started yet, or gone)."""
+        self.empty(self.epoch, self.taken, when)
+
+    def restart(self, when: float) -> None:
+        """Its worker is gone: what it had handed out is lost, a new receiver starts afresh."""
+        self._advance(give_up=True)
+        self.clear = max(self.clear, when)
+        self._current(None)
+
+    def _current(self, epoch: str | None) -> bool:
+        """Whether ``epoch`` is (now) the receiver instance followed; a new one replaces it."""
+        if epoch == self.epoch:
+            return True
+        if epoch in self.retired:
+            return False
+        if self.epoch is not None:
+            self.retired.add(self.epoch)
+        self.epoch, self.next_seq, self.ahead, self.taken = epoch, 0, {}, 0
+        self.lost, self.seen_empty = 0, None
+        return True
+
+    def _advance(self, give_up: bool = False) -> None:
+        end = max(self.taken, max(self.ahead, default=-1) + 1)
+        while self.next_seq < end:
+            if self.next_seq in self.ahead:
+                tid = self.ahead.pop(self.next_seq)
+                if tid is not None:
+                    self.floor = tid if self.floor is None else max(self.floor, tid)
+            elif self.lost or give_up:  # taken by a task that failed: it never comes back
+                self.lost = max(self.lost - 1, 0)
+            else:
+                break
+            self.next_seq += 1
+        if self.seen_empty is not None and self.next_seq >= self.seen_empty[1]:
+            self.clear = max(self.clear, self.seen_empty[0])
+            self.seen_empty = None
+
+
+@dataclass(eq=False)
 class _Slot:
     spec: _Spec
     worker: str | None = None
     tasks: int = 0
-    last_tid: int | None = None
-    idle: bool = False
     not_before: float = 0.0
+    order: _Order = field(default_factory=_Order)
+    busy: bool = False  # its last report was a train, so another one is likely on its way
+    probing: bool = False
+    probed_at: float = -math.inf
 
 
 @dataclass(eq=False)
@@ -523,6 +698,7 @@ class from_karabo_bridge_on_workers(Source):
         self._abandoned: set[str] = set()
         self._buffer: dict[int, _Pending] = {}
         self._last_emitted: int | None = None
+        self._session = ""
         self._warned_size = False
         self._warned_no_workers = -WARN_EVERY  # when (time.monotonic()) it last warned
         if start:
@@ -545,8 +721,9 @@ class from_karabo_bridge_on_workers(Source):
             self.current_metadata = None
 
     async def run(self) -> None:
-        session = uuid.uuid4().hex
-        tasks: dict[asyncio.Future, _Slot] = {}
+        self._session = session = uuid.uuid4().hex
+        tasks: dict[asyncio.Future, tuple[_Slot, float]] = {}
+        probes: set[asyncio.Future] = set()
         try:
             await self._make_slots(session)
             task_bytes = len(cloudpickle.dumps(
@@ -563,37 +740,52 @@ class from_karabo_bridge_on_workers(Source):
                            and now >= slot.not_before):
                         task = asyncio.ensure_future(
                             on_client_loop(self.client, self._remote, slot.spec, slot.worker))
-                        tasks[task] = slot
+                        tasks[task] = (slot, now)
                         slot.tasks += 1
                         self.stats.tasks += 1
                         self.stats.bytes_tasks += task_bytes
                 step = min(0.25, self._next_deadline(now) - now)
-                if tasks:
-                    done, _ = await asyncio.wait(tasks, timeout=max(step, 0.001),
+                if tasks or probes:
+                    done, _ = await asyncio.wait([*tasks, *probes], timeout=max(step, 0.001),
                                                  return_when=asyncio.FIRST_COMPLETED)
                 else:
                     done = set()
                     await asyncio.sleep(max(step, 0.001))
                 for task in done:
-                    slot = tasks.pop(task)
+                    if task in probes:
+                        probes.discard(task)
+                        continue  # it has recorded what it saw
+                    slot, submitted = tasks.pop(task)
                     slot.tasks -= 1
-                    await self._handle(slot, task.result())
+                    await self._handle(slot, task.result(), submitted)
                 await self._emit_ready(flush=False)
+                probes.update(self._probe_blockers())
             await self._emit_ready(flush=True)
         except Exception:
             logger.exception("worker-side bridge source %s stopped on an error", self.endpoint)
             self.stopped = True
         finally:
-            if tasks:
-                # cancel the Dask futures: their gathers then end by themselves
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(on_client_loop(self.client, self._cancel_futures),
-                                           RPC_TIMEOUT)
-                _, late = await asyncio.wait(tasks, timeout=self.timeout + 10)
-                for task in late:
-                    task.cancel()
-            await self._close_workers(session)
+            await self._stop_tasks(session, [*tasks, *probes])
             self.finished.set()
+
+    async def _stop_tasks(self, session: str, tasks: list[asyncio.Future]) -> None:
+        """Close the receivers, so their waiting tasks end at once; cancel only what then lasts.
+
+        A cancelled Dask task runs on in its worker thread (here: until its receive times out),
+        keeping the worker from the next source; a worker closed meanwhile logs a
+        ``CancelledError`` warning for it.
+        """
+        await self._close_workers(session)
+        if not tasks:
+            return
+        _, left = await asyncio.wait(tasks, timeout=self.timeout + STOP_GRACE)
+        if left:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(on_client_loop(self.client, self._cancel_futures),
+                                       RPC_TIMEOUT)
+            _, left = await asyncio.wait(left, timeout=STOP_GRACE)
+            for task in left:
+                task.cancel()
 
     # -- receivers and workers ---------------------------------------------------------------
     async def _make_slots(self, session: str) -> None:
@@ -629,12 +821,15 @@ class from_karabo_bridge_on_workers(Source):
                 await on_client_loop(self.client, self._abandon, gone)
             except Exception as exc:  # their tasks end with the stream at the latest
                 logger.warning("cannot cancel the tasks of the workers that left: %s", exc)
+        now = time.monotonic()
+        for slot in self._slots:
+            if slot.worker in gone:  # what it had received is lost; a new receiver starts afresh
+                slot.order.restart(now)
         if not workers:
             for slot in self._slots:
                 if slot.worker is not None:
                     logger.info("receiver %s: worker %s is gone", slot.spec.name, slot.worker)
                     slot.worker = None
-            now = time.monotonic()
             if now - self._warned_no_workers >= WARN_EVERY:
                 self._warned_no_workers = now
                 logger.warning("worker-side bridge source %s: the Dask cluster has no workers; no "
@@ -708,17 +903,24 @@ class from_karabo_bridge_on_workers(Source):
             logger.debug("could not close the bridge clients on the workers: %s", exc)
 
     # -- results -----------------------------------------------------------------------------
-    async def _handle(self, slot: _Slot, result: _Result) -> None:
+    async def _handle(self, slot: _Slot, result: _Result, submitted: float) -> None:
         stats = self.stats
         if result.kind == "idle":
-            slot.idle = True
             stats.idle += 1
+            slot.busy = False
+            if result.taken is not None:
+                # it waited ``poll`` seconds, starting after the task was submitted
+                slot.order.empty(result.epoch, result.taken,
+                                 min(submitted + slot.spec.poll, time.monotonic()))
             return
         if result.kind in ("closed", "abandoned"):
             return
-        if result.train_id is not None:
-            slot.idle = False
-            slot.last_tid = max(result.train_id, slot.last_tid or result.train_id)
+        if result.kind == "failed":
+            slot.order.failed()
+        else:
+            slot.order.returned(result.epoch, result.seq, result.train_id)
+        if result.seq is not None:
+            slot.busy = True
         if result.kind in ("error", "failed"):
             if result.train_id is None:  # receiving or the task failed: do not hammer
                 slot.not_before = time.monotonic() + min(self.timeout, 1.0)
@@ -755,11 +957,27 @@ class from_karabo_bridge_on_workers(Source):
     def _next_deadline(self, now: float) -> float:
         if not self._buffer:
             return now + 1.0
-        return min(p.first_seen for p in self._buffer.values()) + self.wait
+        first_seen = min(p.first_seen for p in self._buffer.values())
+        probe_at = self._buffer[min(self._buffer)].first_seen + PROBE_AFTER
+        return min(first_seen + self.wait, probe_at if probe_at > now else math.inf)
 
-    def _watermark_passed(self, tid: int) -> bool:
-        """No receiver can still deliver a train before ``tid`` (each delivers in order)."""
-        return all(s.idle or (s.last_tid is not None and s.last_tid >= tid) for s in self._slots)
+    def _blockers(self, tid: int, pending: _Pending) -> list[_Slot]:
+        """The receivers that may still deliver a train before ``tid``."""
+        return [s for s in self._slots
+                if s.worker is not None and not s.order.passes(tid, pending.first_seen)]
+
+    def _ready(self, tid: int, pending: _Pending) -> bool:
+        """Whether the complete result of ``tid`` can go: no train before it can still come."""
+        if self.shards is None:
+            return not self._blockers(tid, pending)
+        # a shard's part of ``tid`` is in: it can deliver no earlier train once it has returned
+        # every train it handed out up to ``tid``
+        return all(s.order.floor is not None and s.order.floor >= tid for s in self._slots)
+
+    def _hopeless(self, tid: int, pending: _Pending) -> bool:
+        """Sharded: a missing part can no longer come (its shard has delivered a later train)."""
+        return any(s.spec.name not in pending.parts and s.order.floor is not None
+                   and s.order.floor > tid for s in self._slots)
 
     async def _emit_ready(self, flush: bool) -> None:
         parts_needed = len(self.shards) if self.shards is not None else 1
@@ -770,7 +988,7 @@ class from_karabo_bridge_on_workers(Source):
             complete = len(pending.parts) == parts_needed
             overdue = flush or now - pending.first_seen >= self.wait or \
                 len(self._buffer) > self.max_buffered
-            if pending.failed or (overdue and not complete):
+            if pending.failed or (not complete and (overdue or self._hopeless(tid, pending))):
                 del self._buffer[tid]
                 if not pending.failed:
                     self.stats.incomplete += 1
@@ -778,8 +996,7 @@ class from_karabo_bridge_on_workers(Source):
                                 sorted({s.spec.name for s in self._slots} - set(pending.parts)),
                                 self.wait)
                 continue
-            if not complete or not (overdue or self.shards is not None
-                                    or self._watermark_passed(tid)):
+            if not complete or not (overdue or self._ready(tid, pending)):
                 break
             del self._buffer[tid]
             if self._last_emitted is not None and tid > self._last_emitted + 1:
@@ -799,6 +1016,53 @@ class from_karabo_bridge_on_workers(Source):
             del pending
             await self._deliver(tid, value)
         self.stats.buffered = len(self._buffer)
+
+    # -- probes ------------------------------------------------------------------------------
+    def _probe_blockers(self) -> list[asyncio.Future]:
+        """Ask the workers about the receivers holding back the oldest result, if none was
+        asked since it came: one that runs no receiver or has nothing left to deliver lets it go
+        at once instead of after its next idle report (or ``wait``)."""
+        if self.shards is not None or not self._buffer:
+            return []
+        tid = min(self._buffer)
+        pending = self._buffer[tid]
+        waited = time.monotonic() - pending.first_seen
+        by_worker: dict[str, list[_Slot]] = {}
+        for slot in self._blockers(tid, pending):
+            if (not slot.probing and slot.probed_at < pending.first_seen
+                    and (not slot.busy or waited >= PROBE_AFTER)):
+                by_worker.setdefault(slot.worker, []).append(slot)
+        return [asyncio.ensure_future(self._probe(worker, slots))
+                for worker, slots in by_worker.items()]
+
+    async def _probe(self, worker: str, slots: list[_Slot]) -> None:
+        sent = time.monotonic()
+        for slot in slots:
+            slot.probing, slot.probed_at = True, sent
+        self.stats.probes += 1
+        names = [slot.spec.name for slot in slots]
+
+        async def states() -> dict:
+            return await self.client.run(_PROBE, self._session, names, workers=[worker],
+                                         on_error="ignore")
+
+        try:
+            answer = await asyncio.wait_for(on_client_loop(self.client, states), RPC_TIMEOUT)
+        except Exception as exc:
+            logger.debug("cannot probe the receivers on %s: %s", worker, exc)
+            answer = {}
+        finally:
+            for slot in slots:
+                slot.probing = False
+        for slot in slots:
+            if worker not in answer or slot.worker != worker:
+                continue
+            state = answer[worker].get(slot.spec.name)
+            if state is None:
+                slot.order.absent(sent)
+                slot.busy = False
+            elif state[2] == 0:  # nothing waiting for a task
+                slot.order.empty(state[0], state[1], sent)
 
     async def _deliver(self, tid: int | None, value: Any) -> None:
         self.stats.emitted += 1

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 from _dask_cluster import ProcessCluster
-from distributed import get_worker
+from distributed import Event, get_worker
 from streamz import Stream
 
 from kb_streams.cluster import connect
@@ -17,6 +17,7 @@ from kb_streams.reduce import RunningStats, merge_all
 from kb_streams.server import BridgeServer
 from kb_streams.worker_receive import (
     Shard,
+    _Order,
     from_karabo_bridge_on_workers,
     module_shards,
 )
@@ -55,6 +56,19 @@ def train_stats(train) -> tuple[str, RunningStats]:
     """Worker side: this train's partial per-pixel statistics (and where they were made)."""
     stack = np.stack([train[src, "image.data"].ndarray() for src in train.sources])
     return get_worker().name, RunningStats().update(stack)
+
+
+def slow_on(train, slow: frozenset = frozenset(), delay: float = 0.0) -> tuple:
+    """Worker side: the train ID and worker, after ``delay`` s for the trains in ``slow``."""
+    if train.train_id in slow:
+        time.sleep(delay)
+    return train.train_id, get_worker().name
+
+
+def block_until(started: str, release: str) -> None:
+    """Worker side: hold the worker's only thread until the ``release`` event is set."""
+    Event(started).set()
+    Event(release).wait(60)
 
 
 def count_receivers() -> int:
@@ -234,3 +248,150 @@ def test_options() -> None:
     shards = module_shards("tcp://127.0.0.1:1", 3, modules=16)
     assert [len(s.select) for s in shards] == [6, 5, 5]
     assert shards[0].select[0] == "*/DET/0CH0:*" and shards[0].sock == "SUB"
+
+
+def worker_logs(cluster: ProcessCluster) -> dict[str, bytes]:
+    return {name: (cluster.directory / f"{name}.log").read_bytes() for name in cluster.workers}
+
+
+def test_receiver_not_started_holds_nothing_back(cluster: ProcessCluster) -> None:
+    """A receiver whose worker is busy (as while it imports on a cold start) has received
+    nothing, so it cannot deliver an earlier train: the other one's results flow at once, long
+    before ``wait`` (30 s) would let them go."""
+    client = cluster.client
+    busy = sorted(cluster.worker_addresses().values())[1]
+    started, release = f"started-{time.monotonic_ns()}", f"release-{time.monotonic_ns()}"
+    blocker = client.submit(block_until, started, release, workers=[busy], pure=False)
+    try:
+        assert Event(started, client=client).wait(30), "the blocking task did not start"
+        with BridgeServer(sock="REP") as server:
+            server.start(trains(400), rate=10)
+            source = Stream.from_karabo_bridge_on_workers(server.endpoint, slow_on, client, n=2,
+                                                          timeout=0.5, wait=30, max_buffered=1000)
+            results = source.sink_to_list()
+            source.start()
+            try:
+                wait_until(lambda: len(results) >= 5, timeout=20, what="results within wait")
+            finally:
+                Event(release, client=client).set()
+                stop(source)
+    finally:
+        Event(release, client=client).set()
+        blocker.result(timeout=30)
+    tids = [tid for tid, _ in results]
+    assert tids == sorted(set(tids)) and source.stats.late == 0
+    assert source.stats.probes >= 1
+
+
+def test_idle_receiver_cannot_let_a_train_it_took_pass(cluster: ProcessCluster) -> None:
+    """Both receivers idle, then the bridge hands train t to one and t + 1 to the other, which
+    returns first: t + 1 waits for t (here far less than ``wait``); nothing is late or skipped."""
+    rounds, first = 3, FIRST + 100
+    slow = frozenset(range(first, first + 2 * rounds, 2))  # t of every pair
+    with BridgeServer(sock="REP") as server:
+        source = Stream.from_karabo_bridge_on_workers(
+            server.endpoint, slow_on, cluster.client, n=2, timeout=0.3, wait=30,
+            kwargs={"slow": slow, "delay": 0.6})
+        results = source.sink_to_list()
+        source.start()
+        try:
+            wait_until(lambda: sum(cluster.client.run(count_receivers).values()) == 2,
+                       what="both receivers")
+            pairs = trains(2 * rounds, first=first)
+            for r in range(rounds):
+                idle = source.stats.idle
+                # both receivers have asked the bridge and reported idle since
+                wait_until(lambda idle=idle: source.stats.idle >= idle + 4, what="idle receivers")
+                for _ in range(2):
+                    server.feed(*next(pairs))
+                wait_until(lambda r=r: len(results) + source.stats.late >= 2 * r + 2,
+                           timeout=20, what="both trains of the pair")
+        finally:
+            stop(source)
+    tids = [tid for tid, _ in results]
+    assert tids == list(range(first, first + 2 * rounds))
+    assert len({worker for _, worker in results}) == 2  # each pair was split over the receivers
+    assert (source.stats.late, source.stats.skipped) == (0, 0)
+
+
+def test_stop_is_quiet_and_frees_the_workers(cluster: ProcessCluster) -> None:
+    """Stopping closes the receivers first, so the tasks waiting for a train end at once: the
+    workers are free for the next source, and none is left running (cancelled, it would run on
+    until its receive timeout, and a worker closed meanwhile logs a CancelledError warning)."""
+    before = worker_logs(cluster)
+    with BridgeServer(sock="REP") as server:
+        server.start(trains(6))
+        source = Stream.from_karabo_bridge_on_workers(server.endpoint, slow_on, cluster.client,
+                                                      n=2, timeout=5, wait=5)
+        results = source.sink_to_list()
+        source.start()
+        try:
+            wait_until(lambda: len(results) >= 6, what="all trains")
+            wait_until(lambda: source.stats.tasks >= 10, what="tasks waiting for trains")
+        finally:
+            stop(source)
+
+    def executing(dask_worker) -> int:
+        return len(dask_worker.state.executing)
+
+    # the tasks that waited up to 5 s for a train ended with the stop
+    assert set(cluster.client.run(executing).values()) == {0}
+    after = worker_logs(cluster)
+    logged = b"".join(log[len(before.get(name, b"")):] for name, log in after.items())
+    assert b"CancelledError" not in logged
+
+
+def test_sharded_start_drops_trains_a_shard_never_had(cluster: ProcessCluster) -> None:
+    """A shard whose bridge starts later never delivers the first trains: they are dropped as
+    soon as it delivers a later one, not after ``wait`` (30 s)."""
+    n_trains = 10
+    with BridgeServer(sock="REP") as first, BridgeServer(sock="REP") as second:
+        first.start(trains(n_trains, modules=[0, 1]))
+        second.start(trains(n_trains - 3, modules=[2, 3], first=FIRST + 3))
+        shards = [Shard(first.endpoint, name="Q1"), Shard(second.endpoint, name="Q2")]
+        source = Stream.from_karabo_bridge_on_workers(shards, module_sums, cluster.client,
+                                                      timeout=0.5, wait=30)
+        results = source.sink_to_list()
+        source.start()
+        try:
+            wait_until(lambda: len(results) >= n_trains - 3, timeout=20, what="merged trains")
+        finally:
+            stop(source)
+    assert [parts["Q1"][0] for parts in results] == list(range(FIRST + 3, FIRST + n_trains))
+    assert source.stats.incomplete == 3
+
+
+def test_order_out_of_order_returns() -> None:
+    """Results of one receiver that come back out of order hold back the trains between."""
+    order = _Order()
+    order.returned("a", 1, 105)  # seq 0 (some train before 105) is still on its way
+    assert not order.passes(105, first_seen=0.0)
+    order.returned("a", 0, 103)
+    assert order.floor == 105 and order.passes(106, first_seen=0.0)
+    assert not order.passes(107, first_seen=0.0)
+
+
+def test_order_idle_with_a_train_out() -> None:
+    """Seen idle while a train it handed out is still away: clear only once that one is back."""
+    order = _Order()
+    order.returned("a", 0, 100)
+    order.empty("a", taken=2, when=5.0)  # seq 1 handed out, not back yet
+    assert not order.passes(110, first_seen=4.0)
+    order.returned("a", 1, 104)
+    assert order.passes(110, first_seen=4.0) and not order.passes(110, first_seen=6.0)
+
+
+def test_order_failed_task_and_lost_worker() -> None:
+    order = _Order()
+    order.empty("a", taken=1, when=1.0)
+    order.returned("a", 1, 102)
+    assert not order.passes(103, first_seen=0.0)  # seq 0 may still come
+    order.failed()  # ... but it was taken by a task that failed
+    assert order.passes(103, first_seen=0.0)
+    order.returned("a", 2, 110)
+    order.empty("a", taken=4, when=2.0)  # seq 3 out
+    order.restart(when=3.0)  # its worker is gone: seq 3 is lost
+    assert order.passes(120, first_seen=3.0) and not order.passes(120, first_seen=3.5)
+    order.returned("a", 3, 111)  # a straggler of the old instance changes nothing
+    order.returned("b", 0, 130)  # a new receiver instance
+    assert order.epoch == "b" and order.floor == 130
