@@ -49,25 +49,30 @@ import asyncio
 import contextlib
 import logging
 import math
-import sys
 import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import cloudpickle
 import numpy as np
-import zmq
 from dask.utils import funcname
 from distributed import Client, default_client
 from distributed.client import FutureCancelledError
 from streamz import Stream
 from streamz.sources import Source
 
-from .client import Client as BridgeClient
+from ._receive_order import ReceiveOrder
+from ._worker_receiver import (
+    STATE_PROBE,
+    ReceiverSpec,
+    TaskResult,
+    close_receivers,
+    close_receivers_async,
+    receive_and_apply,
+)
 from .offload import (
     RPC_TIMEOUT,
     WARN_EVERY,
@@ -77,7 +82,6 @@ from .offload import (
     nbytes_of,
     on_client_loop,
 )
-from .train import Train
 
 __all__ = ["Shard", "WorkerReceiveStats", "from_karabo_bridge_on_workers", "module_shards",
            "receive_and_apply", "close_receivers"]
@@ -137,270 +141,10 @@ def module_shards(endpoint: str, n: int, *, modules: int = 16,
                   name=f"modules {group[0]}-{group[-1]}", sock=sock) for group in groups]
 
 
-# ---------------------------------------------------------------------------------------------
-# Worker side
-
-
-@dataclass(frozen=True)
-class _Spec:
-    """What a worker needs to receive for one receiver (sent with every task; small)."""
-
-    session: str
-    name: str
-    endpoint: str
-    sock: str
-    select: Any
-    poll: float
-    receive_timeout: float
-    prefetch: int
-    hwm: int
-
-
-@dataclass
-class _Result:
-    receiver: str
-    kind: str  # 'train' | 'idle' | 'error' | 'failed' | 'closed' | 'abandoned'
-    train_id: int | None = None
-    value: Any = None
-    error: tuple[str, BaseException] | None = None
-    nbytes: int = 0
-    worker: str | None = None
-    epoch: str | None = None  # the receiver instance that handed out the train (or idled)
-    seq: int | None = None  # the train's number in that receiver's hand-out order
-    taken: int | None = None  # idle: trains that receiver had handed out by then
-
-
-#: A receiver nobody has asked for a train for this long closes itself (its graph is gone).
-IDLE_CLOSE = 60.0
 #: Seconds a result waits for a receiver that just delivered a train before that one is probed.
 PROBE_AFTER = 0.2
 #: Seconds, beyond ``timeout``, that stopping waits for running tasks before cancelling them.
 STOP_GRACE = 10.0
-
-
-class _Receiver:
-    """A bridge client in its own thread of a worker process, ``prefetch`` trains ahead of the
-    tasks that take them.
-
-    The thread owns the ZeroMQ socket. Tasks wait for a train with a short timeout (and report
-    "idle"), so the bridge client itself can wait long for large trains without giving up its
-    request. Trains are handed out in arrival order and numbered (``seq``) per instance
-    (``epoch``), so the graph knows which trains are still on their way back. :meth:`close` wakes
-    the waiting tasks and terminates the ZeroMQ context, which interrupts a pending receive.
-    """
-
-    def __init__(self, spec: _Spec, key: tuple[str, str]) -> None:
-        self.spec = spec
-        self.key = key
-        self.epoch = uuid.uuid4().hex[:12]
-        self.context = zmq.Context()
-        self.changed = threading.Condition()
-        self.ready: deque[tuple[str, Any]] = deque()  # ('train', message) or ('error', exception)
-        self.taken = 0
-        self.closing = threading.Event()
-        self.last_used = time.monotonic()
-        self.thread = threading.Thread(target=self._run, name=f"kb-receiver-{spec.name}",
-                                       daemon=True)
-        self.thread.start()
-
-    @property
-    def alive(self) -> bool:
-        return self.thread.is_alive() and not self.closing.is_set()
-
-    def _run(self) -> None:
-        spec = self.spec
-        client = None
-        try:
-            client = BridgeClient(spec.endpoint, sock=spec.sock, timeout=spec.receive_timeout,
-                                  context=self.context, hwm=spec.hwm)
-            while self._wait_for_room():
-                item = self._receive(client)
-                if item is None:
-                    return
-                self._put(item)
-        except Exception as exc:  # cannot connect: the tasks report it
-            if not self.closing.is_set():
-                self._put(("error", exc))
-        finally:
-            self.closing.set()
-            with self.changed:
-                self.changed.notify_all()
-            if client is not None:
-                with contextlib.suppress(Exception):
-                    client.close()
-            with _registry:
-                if _receivers.get(self.key) is self:
-                    del _receivers[self.key]
-
-    def _wait_for_room(self) -> bool:
-        """Until fewer than ``prefetch`` trains wait for a task; False to stop receiving."""
-        with self.changed:
-            while len(self.ready) >= max(self.spec.prefetch, 1) and not self.closing.is_set():
-                if not self.changed.wait(0.2) and time.monotonic() - self.last_used > IDLE_CLOSE:
-                    logger.info("bridge receiver %s unused for %s s: closing", self.spec.name,
-                                IDLE_CLOSE)
-                    return False
-        return not self.closing.is_set()
-
-    def _receive(self, client: BridgeClient) -> tuple[str, Any] | None:
-        """The next train or receive error; None once closing."""
-        while not self.closing.is_set():
-            try:
-                return "train", client.next_message()
-            except TimeoutError:
-                continue  # nothing yet (a REQ client has renewed its request)
-            except zmq.ContextTerminated:
-                return None
-            except Exception as exc:
-                return None if self.closing.is_set() else ("error", exc)
-        return None
-
-    def _put(self, item: tuple[str, Any]) -> None:
-        with self.changed:
-            self.ready.append(item)
-            self.changed.notify_all()
-
-    def get(self, timeout: float) -> tuple[str, int, Any]:
-        """Hand out the next item, numbered: ``('train', seq, message)`` or ``('error', seq,
-        exception)``; ``('idle', taken, None)`` after ``timeout`` with trains handed out so far;
-        ``('closed', taken, None)`` once closing."""
-        with self.changed:
-            self.last_used = time.monotonic()
-            self.changed.wait_for(lambda: self.ready or self.closing.is_set(), timeout)
-            if self.ready:
-                kind, payload = self.ready.popleft()
-                self.taken += 1
-                self.changed.notify_all()
-                return kind, self.taken - 1, payload
-            return ("closed" if self.closing.is_set() else "idle"), self.taken, None
-
-    def state(self) -> tuple[str, int, int]:
-        """``(epoch, trains handed out, trains waiting for a task)``."""
-        with self.changed:
-            return self.epoch, self.taken, len(self.ready)
-
-    def close(self) -> None:
-        self.closing.set()
-        with self.changed:
-            self.changed.notify_all()  # waiting tasks return 'closed' at once
-        self.context.term()  # returns once the thread has closed its sockets
-        self.thread.join(timeout=5)
-
-
-_receivers: dict[tuple[str, str], _Receiver] = {}
-_closed_sessions: deque[str] = deque(maxlen=1000)
-_registry = threading.Lock()
-
-
-def receiver_states(session: str, names: Sequence[str]) -> dict[str, tuple[str, int, int] | None]:
-    """``{name: (epoch, handed out, waiting) or None}`` of this worker's receivers of a source.
-
-    None: no receiver of that name runs here (not started yet, or gone).
-    """
-    with _registry:
-        receivers = {name: _receivers.get((session, name)) for name in names}
-    return {name: r.state() if r is not None and r.alive else None
-            for name, r in receivers.items()}
-
-
-def _state_probe() -> Callable[[str, Sequence[str]], dict]:
-    """A function for ``Client.run`` that returns :func:`receiver_states` on a worker.
-
-    It is pickled by value and imports nothing: a worker still importing this module (its first
-    task starting) answers at once that it runs no receiver yet.
-    """
-    module_name = __name__
-
-    def probe(session: str, names: Sequence[str]) -> dict:
-        states = getattr(sys.modules.get(module_name), "receiver_states", None)
-        return states(session, names) if states is not None else dict.fromkeys(names)
-
-    return probe
-
-
-_PROBE = _state_probe()
-
-
-def _worker_address() -> str | None:
-    try:
-        from distributed import get_worker
-
-        return get_worker().address
-    except ValueError:
-        return None
-
-
-def _error(spec: _Spec, exc: BaseException, train_id: int | None = None,
-           epoch: str | None = None, seq: int | None = None) -> _Result:
-    text, exc = detach(exc)
-    try:
-        cloudpickle.dumps(exc)
-    except Exception:
-        exc = RuntimeError(f"{type(exc).__name__}: {exc}")
-    return _Result(spec.name, "error", train_id=train_id, error=(text, exc),
-                   worker=_worker_address(), epoch=epoch, seq=seq)
-
-
-def _receiver_for(spec: _Spec) -> _Receiver | None:
-    """This worker's receiver for ``spec``, started if needed; None once its source stopped."""
-    with _registry:
-        if spec.session in _closed_sessions:
-            return None
-        key = (spec.session, spec.name)
-        receiver = _receivers.get(key)
-        if receiver is None or not receiver.alive:
-            receiver = _receivers[key] = _Receiver(spec, key)
-        return receiver
-
-
-def receive_and_apply(spec: _Spec, func: Callable[..., Any], args: tuple = (),
-                      kwargs: Mapping[str, Any] | None = None) -> _Result:
-    """Worker task: take the next train of this receiver in this worker process, apply ``func``.
-
-    The receiver (a bridge client in its own thread) stays open between tasks. Never raises for a
-    bad train: errors come back as a result with the train ID.
-    """
-    try:
-        receiver = _receiver_for(spec)
-        if receiver is None:
-            return _Result(spec.name, "closed")
-        kind, number, payload = receiver.get(spec.poll)
-    except Exception as exc:
-        return _error(spec, exc)
-    epoch = receiver.epoch
-    if kind in ("idle", "closed"):
-        return _Result(spec.name, kind, epoch=epoch, taken=number, worker=_worker_address())
-    if kind == "error":
-        return _error(spec, payload, getattr(payload, "train_id", None), epoch, number)
-    train = Train.from_message(payload)
-    nbytes = payload.nbytes
-    del payload
-    try:
-        if spec.select is not None:
-            train = train.select(spec.select)
-        value = func(train, *args, **(kwargs or {}))
-    except Exception as exc:
-        return _error(spec, exc, train.train_id, epoch, number)
-    return _Result(spec.name, "train", train_id=train.train_id, value=value, nbytes=nbytes,
-                   worker=_worker_address(), epoch=epoch, seq=number)
-
-
-def close_receivers(session: str) -> int:
-    """Close this worker's bridge clients of one source (``session``); returns how many."""
-    with _registry:
-        _closed_sessions.append(session)
-        receivers = [_receivers.pop(key) for key in list(_receivers) if key[0] == session]
-    for receiver in receivers:
-        receiver.close()
-    return len(receivers)
-
-
-async def _close_receivers_async(session: str) -> int:
-    return await asyncio.to_thread(close_receivers, session)
-
-
-# ---------------------------------------------------------------------------------------------
-# Graph side
 
 
 @dataclass
@@ -437,102 +181,12 @@ class WorkerReceiveStats:
 
 
 @dataclass(eq=False)
-class _Order:
-    """What the graph knows of the trains one receiver may still deliver.
-
-    A receiver hands its trains to tasks in train ID order and numbers them (``seq``, per receiver
-    instance: ``epoch``); their results may come back out of order. It cannot deliver a train
-    before ``tid`` any more once
-
-    * every train it handed out up to one at or after ``tid - 1`` has come back (``floor``), or
-    * it was seen with nothing handed out still to come back and nothing waiting (idle, or not
-      running at all) at a moment after ``tid``'s result reached the graph (``clear``). What it
-      receives after that moment left the bridge after ``tid`` did, so it is later, unless a
-      train was still on the wire to it then.
-    """
-
-    epoch: str | None = None
-    next_seq: int = 0  # every train numbered below came back
-    ahead: dict[int, int | None] = field(default_factory=dict)  # seq: train ID, came back early
-    taken: int = 0  # trains it is known to have handed out
-    lost: int = 0  # failed tasks, each of which may have taken a train that never comes back
-    floor: int | None = None  # every train still to come from it is later than this
-    clear: float = -math.inf  # nothing still to come precedes a result that reached us by then
-    seen_empty: tuple[float, int] | None = None  # (when, taken): clear once those came back
-    retired: set[str] = field(default_factory=set)
-
-    def passes(self, tid: int, first_seen: float) -> bool:
-        """Whether this receiver can no longer deliver a train before ``tid``."""
-        return (self.floor is not None and self.floor >= tid - 1) or self.clear >= first_seen
-
-    def returned(self, epoch: str | None, seq: int | None, tid: int | None) -> None:
-        """A task's result for the ``seq``-th train (``tid``: None if receiving failed)."""
-        if seq is None or not self._current(epoch) or seq < self.next_seq:
-            return
-        self.ahead[seq] = tid
-        self.taken = max(self.taken, seq + 1)
-        self._advance()
-
-    def failed(self) -> None:
-        """A task failed without a result: it may have taken a train, which is lost."""
-        self.lost += 1
-        self._advance()
-
-    def empty(self, epoch: str | None, taken: int, when: float) -> None:
-        """At ``when`` the receiver had handed out ``taken`` trains and had none waiting."""
-        if not self._current(epoch):
-            return
-        self.taken = max(self.taken, taken)
-        if self.seen_empty is None or when > self.seen_empty[0]:
-            self.seen_empty = (when, self.taken)
-        self._advance()
-
-    def absent(self, when: float) -> None:
-        """At ``when`` the receiver did not run (not started yet, or gone)."""
-        self.empty(self.epoch, self.taken, when)
-
-    def restart(self, when: float) -> None:
-        """Its worker is gone: what it had handed out is lost, a new receiver starts afresh."""
-        self._advance(give_up=True)
-        self.clear = max(self.clear, when)
-        self._current(None)
-
-    def _current(self, epoch: str | None) -> bool:
-        """Whether ``epoch`` is (now) the receiver instance followed; a new one replaces it."""
-        if epoch == self.epoch:
-            return True
-        if epoch in self.retired:
-            return False
-        if self.epoch is not None:
-            self.retired.add(self.epoch)
-        self.epoch, self.next_seq, self.ahead, self.taken = epoch, 0, {}, 0
-        self.lost, self.seen_empty = 0, None
-        return True
-
-    def _advance(self, give_up: bool = False) -> None:
-        end = max(self.taken, max(self.ahead, default=-1) + 1)
-        while self.next_seq < end:
-            if self.next_seq in self.ahead:
-                tid = self.ahead.pop(self.next_seq)
-                if tid is not None:
-                    self.floor = tid if self.floor is None else max(self.floor, tid)
-            elif self.lost or give_up:  # taken by a task that failed: it never comes back
-                self.lost = max(self.lost - 1, 0)
-            else:
-                break
-            self.next_seq += 1
-        if self.seen_empty is not None and self.next_seq >= self.seen_empty[1]:
-            self.clear = max(self.clear, self.seen_empty[0])
-            self.seen_empty = None
-
-
-@dataclass(eq=False)
 class _Slot:
-    spec: _Spec
+    spec: ReceiverSpec
     worker: str | None = None
     tasks: int = 0
     not_before: float = 0.0
-    order: _Order = field(default_factory=_Order)
+    order: ReceiveOrder = field(default_factory=ReceiveOrder)
     busy: bool = False  # its last report was a train, so another one is likely on its way
     probing: bool = False
     probed_at: float = -math.inf
@@ -789,8 +443,8 @@ class from_karabo_bridge_on_workers(Source):
 
     # -- receivers and workers ---------------------------------------------------------------
     async def _make_slots(self, session: str) -> None:
-        def spec(name: str, endpoint: str, sock: str, select: Any) -> _Spec:
-            return _Spec(session, name, endpoint, sock, select, self.timeout,
+        def spec(name: str, endpoint: str, sock: str, select: Any) -> ReceiverSpec:
+            return ReceiverSpec(session, name, endpoint, sock, select, self.timeout,
                          self.receive_timeout, self.prefetch, self.hwm)
 
         if self.shards is not None:
@@ -859,7 +513,7 @@ class from_karabo_bridge_on_workers(Source):
             load[idlest] += 1
             self.stats.reassigned += 1
 
-    async def _remote(self, spec: _Spec, worker: str) -> _Result:
+    async def _remote(self, spec: ReceiverSpec, worker: str) -> TaskResult:
         """Client loop: one receive-and-apply task on ``worker``."""
         client = self.client
         future = None
@@ -871,8 +525,8 @@ class from_karabo_bridge_on_workers(Source):
             return await client.gather(future, direct=True)
         except (Exception, FutureCancelledError) as exc:
             if future is not None and future.key in self._abandoned:
-                return _Result(spec.name, "abandoned")
-            return _Result(spec.name, "failed", error=detach(exc))
+                return TaskResult(spec.name, "abandoned")
+            return TaskResult(spec.name, "failed", error=detach(exc))
         finally:
             if future is not None:
                 self._futures.pop(future, None)
@@ -895,7 +549,7 @@ class from_karabo_bridge_on_workers(Source):
 
     async def _close_workers(self, session: str) -> None:
         async def close() -> Any:
-            return await self.client.run(_close_receivers_async, session, on_error="ignore")
+            return await self.client.run(close_receivers_async, session, on_error="ignore")
 
         try:
             await asyncio.wait_for(on_client_loop(self.client, close), self.timeout + 10)
@@ -903,7 +557,7 @@ class from_karabo_bridge_on_workers(Source):
             logger.debug("could not close the bridge clients on the workers: %s", exc)
 
     # -- results -----------------------------------------------------------------------------
-    async def _handle(self, slot: _Slot, result: _Result, submitted: float) -> None:
+    async def _handle(self, slot: _Slot, result: TaskResult, submitted: float) -> None:
         stats = self.stats
         if result.kind == "idle":
             stats.idle += 1
@@ -1043,7 +697,7 @@ class from_karabo_bridge_on_workers(Source):
         names = [slot.spec.name for slot in slots]
 
         async def states() -> dict:
-            return await self.client.run(_PROBE, self._session, names, workers=[worker],
+            return await self.client.run(STATE_PROBE, self._session, names, workers=[worker],
                                          on_error="ignore")
 
         try:

@@ -12,12 +12,12 @@ from _dask_cluster import ProcessCluster
 from distributed import Event, get_worker
 from streamz import Stream
 
+from kb_streams._receive_order import ReceiveOrder
 from kb_streams.cluster import connect
 from kb_streams.reduce import RunningStats, merge_all
 from kb_streams.server import BridgeServer
 from kb_streams.worker_receive import (
     Shard,
-    _Order,
     from_karabo_bridge_on_workers,
     module_shards,
 )
@@ -72,9 +72,9 @@ def block_until(started: str, release: str) -> None:
 
 
 def count_receivers() -> int:
-    from kb_streams import worker_receive
+    from kb_streams import _worker_receiver
 
-    return len(worker_receive._receivers)
+    return len(_worker_receiver._receivers)
 
 
 def wait_until(condition, timeout: float = 60, what: str = "condition") -> None:
@@ -363,7 +363,7 @@ def test_sharded_start_drops_trains_a_shard_never_had(cluster: ProcessCluster) -
 
 def test_order_out_of_order_returns() -> None:
     """Results of one receiver that come back out of order hold back the trains between."""
-    order = _Order()
+    order = ReceiveOrder()
     order.returned("a", 1, 105)  # seq 0 (some train before 105) is still on its way
     assert not order.passes(105, first_seen=0.0)
     order.returned("a", 0, 103)
@@ -373,7 +373,7 @@ def test_order_out_of_order_returns() -> None:
 
 def test_order_idle_with_a_train_out() -> None:
     """Seen idle while a train it handed out is still away: clear only once that one is back."""
-    order = _Order()
+    order = ReceiveOrder()
     order.returned("a", 0, 100)
     order.empty("a", taken=2, when=5.0)  # seq 1 handed out, not back yet
     assert not order.passes(110, first_seen=4.0)
@@ -382,7 +382,7 @@ def test_order_idle_with_a_train_out() -> None:
 
 
 def test_order_failed_task_and_lost_worker() -> None:
-    order = _Order()
+    order = ReceiveOrder()
     order.empty("a", taken=1, when=1.0)
     order.returned("a", 1, 102)
     assert not order.passes(103, first_seen=0.0)  # seq 0 may still come
