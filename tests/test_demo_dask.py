@@ -69,16 +69,23 @@ def start(args: list[str], tag: str, **kwargs) -> subprocess.Popen:
                             text=True, env={**os.environ, MARKER: tag}, **kwargs)
 
 
-def test_demo_on_a_local_cluster_gives_the_curve_and_leaves_no_worker():
-    tag = uuid.uuid4().hex
-    proc = start(["demo", "--dask", "--trains", "20", "--pulses", "4", "--rate", "40"], tag)
+def run_to_the_end(args: list[str], tag: str, timeout: float = 90) -> tuple[int, str, str]:
+    """``kb-streams ARGS`` to its end: exit code, stdout, stderr (killed after *timeout*)."""
+    proc = start(args, tag)
     try:
-        out, err = proc.communicate(timeout=90)
+        out, err = proc.communicate(timeout=timeout)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode == 0, err[-3000:]
+    return proc.returncode, out, err
+
+
+def test_demo_on_a_local_cluster_gives_the_curve_and_leaves_no_worker():
+    tag = uuid.uuid4().hex
+    code, out, err = run_to_the_end(
+        ["demo", "--dask", "--trains", "20", "--pulses", "4", "--rate", "40"], tag)
+    assert code == 0, err[-3000:]
     assert re.search(r"^dask tcp://127\.0\.0\.1:\d+ \(local cluster\) \| 2 workers, 2 threads$",
                      out, re.MULTILINE), out
     assert "20 trains processed" in out
@@ -121,15 +128,9 @@ def test_run_passes_the_client_to_a_pipeline(tmp_path: Path):
     path = tmp_path / "offload_pipeline.py"
     path.write_text(PIPELINE)
     tag = uuid.uuid4().hex
-    proc = start(["run", str(path), "--dask", "--workers", "1", "--trains", "8", "--pulses", "2",
-                  "--rate", "50"], tag)
-    try:
-        out, err = proc.communicate(timeout=90)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, err[-3000:]
+    code, out, err = run_to_the_end(["run", str(path), "--dask", "--workers", "1", "--trains", "8",
+                                     "--pulses", "2", "--rate", "50"], tag)
+    assert code == 0, err[-3000:]
     assert "8 trains processed" in out
     assert "(local cluster) | 1 worker, 1 thread" in out
     # the simulator's train IDs are consecutive: 2 of 8 trains have train_id % 4 == 3
