@@ -13,7 +13,8 @@ it is asked. Two cases read the same stream, one after the other, each from a fr
     ``Stream.from_karabo_bridge(...)`` -> ``map``: the ROI of every module as one labelled
     ``(module, pulse, slow_scan, fast_scan)`` array (``train.stack_modules(roi=...)``: each
     module labelled, only the ROI copied), summed per module and pulse ->
-    ``reduce_online(RunningStats())`` -> sink.
+    ``reduce_online(RunningStats())`` -> sink. ``--work by-module`` labels the 16 modules as
+    views instead and reduces each (``train[source, key].xarray().isel(roi).sum(...)``).
 
 Target: the pipeline reaches at least 0.9 x the bare loop's trains/s. On 2 cores the bridge
 and the receive already fill the CPU, so the work itself (about 2 ms per train) shows; compare
@@ -91,6 +92,9 @@ def roi_sums_by_module(train: Any) -> np.ndarray:
     return np.stack([view.isel(ROI).sum(("slow_scan", "fast_scan")).values for view in views])
 
 
+WORK = {"stacked": roi_sums, "by-module": roi_sums_by_module}
+
+
 # ---------------------------------------------------------------------------------------------
 # the two cases
 
@@ -124,7 +128,7 @@ def run_bare(endpoint: str, args: argparse.Namespace, work: bool = False) -> flo
         while not timer.done.is_set():
             message = client.next_message()
             if work:
-                stats.update(roi_sums(Train.from_message(message)))
+                stats.update(WORK[args.work](Train.from_message(message)))
                 stats.result()
             del message
             timer.tick()
@@ -139,7 +143,7 @@ def run_pipeline(endpoint: str, args: argparse.Namespace) -> tuple[float, dict]:
 
     timer = _Timer(args.warmup, args.trains)
     source = Stream.from_karabo_bridge(endpoint, timeout=args.timeout, prefetch=args.prefetch)
-    stats = source.map(roi_sums).reduce_online(RunningStats())
+    stats = source.map(WORK[args.work]).reduce_online(RunningStats())
     stats.sink(timer.tick)
     source.start()
     try:
@@ -215,6 +219,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prefetch", type=int, default=2,
                         help="REQ prefetch (1: request on demand), for every case "
                              "(default %(default)s: the next train travels during the work)")
+    parser.add_argument("--work", choices=sorted(WORK), default="stacked",
+                        help="the per-train work of bare+work and pipeline: the ROI of all "
+                             "modules stacked, then summed (default), or 16 labelled module "
+                             "views, each reduced")
     parser.add_argument("--repeat", type=int, default=5,
                         help="repeats of the labelling timing (default %(default)s)")
     parser.add_argument("--timeout", type=float, default=30.0,
@@ -227,7 +235,8 @@ def main(args: argparse.Namespace) -> int:
     endpoint = _free_endpoint()
     mb = 16 * 512 * 128 * 4 * args.pulses / 1e6
     print(f"AGIPD-1M, {args.pulses} pulses ({mb:.0f} MB/train), REP in another process on "
-          f"{endpoint}, {args.trains} trains per case and round, prefetch {args.prefetch}",
+          f"{endpoint}, {args.trains} trains per case and round, prefetch {args.prefetch}, "
+          f"work {args.work}",
           flush=True)
     cases = ("bare", "bare+work", "pipeline")
     samples: dict[str, list[float]] = {case: [] for case in cases}
@@ -273,6 +282,7 @@ def main(args: argparse.Namespace) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"pulses": args.pulses, "trains": args.trains, "prefetch": args.prefetch,
+                   "work": args.work,
                        "rates": rates, "samples": samples, "ratio": ratio,
                        "labelling_seconds": {str(k): v for k, v in label.items()},
                        "work_seconds": work,
