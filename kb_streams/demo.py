@@ -311,6 +311,7 @@ def embedded_simulator(
     sock: str = "REP",
     pool_size: int = 5,
     trains_per_step: int = 4,
+    xgm_noise: float = 0.01,
     detector: str = "AGIPD-modules",
     **options: Any,
 ) -> Iterator[BridgeServer]:
@@ -318,7 +319,9 @@ def embedded_simulator(
 
     Serves from a background thread (sending is done by ZeroMQ's own threads, so it hardly
     competes with the analysis for Python's lock). The scan steps through ``pool_size`` delays,
-    ``trains_per_step`` trains each.
+    ``trains_per_step`` trains each. The XGM reads the pulse energies with ``xgm_noise`` relative
+    rms of noise, new every train, so that each train's ratio scatters around the true curve as
+    measured ones do (the images are pre-generated, one per delay step).
 
     Examples
     --------
@@ -329,7 +332,7 @@ def embedded_simulator(
     from .server import BridgeServer
     from .simulate import Scene, simulate
 
-    scene = Scene(trains_per_step=trains_per_step)
+    scene = Scene(trains_per_step=trains_per_step, xgm_noise=xgm_noise)
     sim = simulate(detector, pulses=pulses, pool_size=pool_size, scene=scene,
                    extras=("xgm", "delay"), **options).prepare()
     server = BridgeServer("tcp://127.0.0.1:0", sock=sock)

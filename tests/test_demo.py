@@ -31,9 +31,14 @@ def expected_ratio(delay: float) -> float:
 
 def curve_rows(text: str) -> dict[float, tuple[int, float]]:
     """{delay: (n, mean)} from the last curve table in ``text``."""
+    return {delay: (n, mean) for delay, (n, mean, _) in curve_rows_with_std(text).items()}
+
+
+def curve_rows_with_std(text: str) -> dict[float, tuple[int, float, float]]:
+    """{delay: (n, mean, std)} from the last curve table in ``text``."""
     rows = {}
-    for delay, n, mean, _ in CURVE_ROW.findall(text):
-        rows[float(delay)] = (int(n), float(mean))
+    for delay, n, mean, std in CURVE_ROW.findall(text):
+        rows[float(delay)] = (int(n), float(mean), float(std))
     return rows
 
 
@@ -71,12 +76,14 @@ def test_demo_runs_the_embedded_simulator_and_prints_the_curve():
         capture_output=True, text=True, timeout=90)
     assert out.returncode == 0, out.stderr
     assert "20 trains processed" in out.stdout
-    rows = curve_rows(out.stdout)
+    rows = curve_rows_with_std(out.stdout)
     # 5 delay steps x 4 trains each (the embedded simulator's scan)
     assert sorted(rows) == [-1.0, 0.25, 1.5, 2.75, 4.0]
-    for delay, (n, mean) in rows.items():
+    for delay, (n, mean, std) in rows.items():
         assert n == 4
-        assert mean == pytest.approx(expected_ratio(delay), abs=0.01), (delay, out.stdout)
+        # the XGM reads with 1% noise, so the trains of a delay step scatter (4 pulses: ~2%)
+        assert 0.001 <= std <= 0.05, (delay, out.stdout)
+        assert abs(mean - expected_ratio(delay)) <= 4 * std / n ** 0.5 + 0.002, (delay, out.stdout)
     assert "Traceback" not in out.stderr
     assert time.monotonic() - started < 60
 

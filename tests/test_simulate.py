@@ -345,3 +345,21 @@ def test_generation_time_agipd_modules_64_pulses(capsys: pytest.CaptureFixture) 
         print(f"\n[simulate] AGIPD-modules 64 pulses: pool of 1 built in {build:.2f} s; "
               f"per train median {np.median(times) * 1e3:.3f} ms, max {max(times) * 1e3:.3f} ms,"
               f" {nbytes / 1e6:.0f} MB of arrays")
+
+
+def test_xgm_noise_is_new_every_train_and_leaves_the_pool_alone():
+    xgm = ("SA1_XTD2_XGM/XGM/DOOCS:output", "data.intensityTD")
+    exact = simulate("AGIPD-modules", pulses=8, pool_size=1, extras=("xgm",))
+    noisy = simulate("AGIPD-modules", pulses=8, pool_size=1, extras=("xgm",),
+                     scene=Scene(xgm_noise=0.01))
+    truth = next(exact)[0][xgm[0]][xgm[1]]
+    readings = [next(noisy)[0][xgm[0]][xgm[1]] for _ in range(50)]
+    assert next(exact)[0][xgm[0]][xgm[1]] is truth  # exact: the pool entry itself
+    relative = np.array([reading[:8] / truth[:8] - 1 for reading in readings])
+    assert 0.007 < relative.std() < 0.013
+    assert abs(relative.mean()) < 0.003
+    assert len({reading.tobytes() for reading in readings}) == 50
+    assert all((reading[8:] == truth[8:]).all() for reading in readings)  # no pulse, no noise
+    assert next(noisy)[0][xgm[0]][xgm[1]] is not next(noisy)[0][xgm[0]][xgm[1]]
+    with pytest.raises(ValueError, match="xgm_noise"):
+        Scene(xgm_noise=-0.1)

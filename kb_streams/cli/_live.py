@@ -538,6 +538,10 @@ def add_source_arguments(parser: argparse.ArgumentParser, *, pulses: int = 32) -
                      help=f"AGIPD pulses per train (default: {pulses})")
     sim.add_argument("--rate", type=non_negative_float, default=10.0, metavar="HZ",
                      help="trains per second, 0 = as fast as possible (default: 10)")
+    sim.add_argument("--xgm-noise", type=non_negative_float, default=0.01, metavar="F",
+                     help="relative rms noise of the XGM's pulse energy readings, new every "
+                          "train, so each train's result scatters as measured ones do; 0 reads "
+                          "them exactly (default: 0.01)")
 
 
 def dask_address(text: str) -> str:
@@ -626,7 +630,8 @@ def simulator_endpoint(args: argparse.Namespace) -> Iterator[str]:
             from ..demo import embedded_simulator
 
             server = stack.enter_context(embedded_simulator(
-                pulses=args.pulses, rate=args.rate, sock=_SERVER_SOCKETS[args.sock]))
+                pulses=args.pulses, rate=args.rate, sock=_SERVER_SOCKETS[args.sock],
+                xgm_noise=args.xgm_noise))
             endpoint = server.endpoint
             print(f"simulator: AGIPD-modules, {args.pulses} pulses, "
                   f"{args.rate:g} Hz, {server.sock} on {endpoint}", flush=True)

@@ -319,7 +319,7 @@ def simulate(
     device_rng = np.random.default_rng([seed, 2])
     if "xgm" in extras:
         components.append(Xgm(devices["xgm"], layout=layout, pulses=pulses, scan=scan,
-                              rng=device_rng))
+                              rng=device_rng, noise=scene.xgm_noise))
     if "delay" in extras:
         components.append(DelayLine(devices["delay"], layout=layout, scan=scan))
     if "motor" in extras:

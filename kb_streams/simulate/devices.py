@@ -75,13 +75,14 @@ class Xgm(Component):
     pooled_keys = ("data.intensityTD",)
 
     def __init__(self, source: str, *, layout: str, pulses: int, scan: Scan,
-                 rng: np.random.Generator) -> None:
+                 rng: np.random.Generator, noise: float = 0.0) -> None:
         self.control_source = source
         self.output_source = f"{source}:output"
         self.layout = layout
         self.pulses = pulses
         self.scan = scan
         self.rng = rng
+        self.noise = noise  # relative rms of the per-pulse reading, drawn per train
         self._intensity: list[np.ndarray] = []
 
     @property
@@ -121,10 +122,20 @@ class Xgm(Component):
             "beamPosition.iyPos": float(iy),
         }
         out[self.control_source] = _control(slow, self.layout, ctx, self.control_source)
-        output: dict[str, Any] = {"data.intensityTD": self._intensity[ctx.step]}
+        output: dict[str, Any] = {"data.intensityTD": self._reading(ctx.step)}
         if self.layout == "file":
             output["metadata"] = {"source": self.output_source, "timestamp.tid": ctx.train_id}
         out[self.output_source] = output
+
+
+    def _reading(self, step: int) -> np.ndarray:
+        """The pulse energies as the XGM reads them this train (a new array if noisy)."""
+        energies = self._intensity[step]
+        if not self.noise:
+            return energies
+        reading = energies.copy()
+        reading[: self.pulses] *= 1.0 + self.noise * self.rng.standard_normal(self.pulses)
+        return reading
 
 
 class DelayLine(Component):

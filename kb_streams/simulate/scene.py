@@ -11,8 +11,10 @@ Ground truth (all simulators share it; :class:`Scene` holds the numbers):
 * **Pump-probe response** ``S(delay) = 0`` before ``time_zero``, else
   ``1 - exp(-(delay - time_zero) / rise_time)``.
 * **Pulses.** Pulse ``p`` of a train is pumped when ``p % pump_every == 0`` (the even pulses by
-  default). Its energy ``E_p`` (the XGM's ``data.intensityTD[p]``, µJ) is drawn once per pool
-  entry around ``pulse_energy`` with ``pulse_energy_spread`` relative rms.
+  default). Its energy ``E_p`` (µJ) is drawn once per pool entry around ``pulse_energy`` with
+  ``pulse_energy_spread`` relative rms. The XGM reports it (``data.intensityTD[p]``) exactly,
+  or, with ``xgm_noise``, with that relative rms of measurement noise drawn afresh every train:
+  then each train's ratio below scatters around its true value.
 * **Image** (corrected detectors, per pulse, in calibrated units)::
 
       pixel(p) = E_p / E0 * ((1 + contrast * S * pumped_p) * R1(r) + R2(r)) + noise
@@ -65,12 +67,15 @@ class Scene:
     ring_peak: tuple[float, float] = (40.0, 25.0)
     ring_width: tuple[float, float] = (6.0, 8.0)
     noise: float = 1.0
+    xgm_noise: float = 0.0
 
     def __post_init__(self) -> None:
         if self.trains_per_step < 1:
             raise ValueError(f"trains_per_step must be >= 1, not {self.trains_per_step}")
         if self.pump_every < 1:
             raise ValueError(f"pump_every must be >= 1, not {self.pump_every}")
+        if self.xgm_noise < 0:
+            raise ValueError(f"xgm_noise must be >= 0, not {self.xgm_noise}")
         if self.rise_time <= 0:
             raise ValueError(f"rise_time must be > 0, not {self.rise_time}")
 
