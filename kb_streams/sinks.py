@@ -27,7 +27,7 @@ import xarray as xr
 from streamz import Stream
 from streamz.sinks import Sink
 
-from .protocol import Message, encode
+from .protocol import Message, SourceData, encode
 from .server import BridgeServer
 from .train import Train, train_id_of
 
@@ -38,10 +38,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_SOURCE = "kb_streams/results"
 DEFAULT_QUEUE_SIZE = 10
 _WAKE_S = 0.02  # the serving thread, waiting for a result, checks this often that it should stop
-
-Data = dict[str, dict[str, Any]]
-Meta = dict[str, dict[str, Any]]
-
 
 @dataclass
 class SinkStats:
@@ -77,7 +73,7 @@ class SinkStats:
 
 
 def to_bridge_train(item: Any, train_id: int, *,
-                    source: str = DEFAULT_SOURCE) -> tuple[Data, Meta]:
+                    source: str = DEFAULT_SOURCE) -> tuple[SourceData, SourceData]:
     """The bridge train ``(data, meta)`` that publishes *item*.
 
     Parameters
@@ -141,7 +137,7 @@ def _is_data_meta_pair(item: Any) -> bool:
 
 
 def _with_train_id(meta: Mapping[str, Mapping[str, Any]], data: Mapping[str, Any],
-                   train_id: int) -> Meta:
+                   train_id: int) -> SourceData:
     """*meta* for every source of *data*, ``timestamp.tid`` filled in where missing."""
     completed = {}
     for name, values in data.items():
@@ -155,7 +151,7 @@ def _with_train_id(meta: Mapping[str, Mapping[str, Any]], data: Mapping[str, Any
     return completed
 
 
-def _as_sources(item: Any, source: str) -> Data:
+def _as_sources(item: Any, source: str) -> SourceData:
     if isinstance(item, xr.DataArray):
         name = "data" if item.name is None else str(item.name)
         return {source: {name: _value(item), **_coordinates(item)}}
