@@ -54,7 +54,7 @@ class Simulation:
 
 def test_reference_client_reads_n_trains_over_push():
     with Simulation("--detector", "AGIPD-modules", "--pulses", "1", "--pool-size", "1",
-                    "--sock", "PUSH", "--rate", "0", "--trains", "3") as sim:
+                    "--sock", "PUSH", "--rate", "0", "--trains", "3", "--xgm-noise", "0.01") as sim:
         assert sim.first_line.startswith("Serving AGIPD-modules at full speed over PUSH")
         with ReferenceClient(sim.endpoint, sock="PULL", timeout=60) as client:
             trains = [client.next() for _ in range(3)]
@@ -69,6 +69,8 @@ def test_reference_client_reads_n_trains_over_push():
     image = data["SPB_DET_AGIPD1M-1/DET/0CH0:xtdf"]["image.data"]
     assert image.shape == (128, 512, 1) and image.dtype == np.float32
     assert {"SA1_XTD2_XGM/XGM/DOOCS", "SA1_XTD2_XGM/XGM/DOOCS:output"} <= set(data)
+    energies = [data["SA1_XTD2_XGM/XGM/DOOCS:output"]["data.intensityTD"][0] for data, _ in trains]
+    assert len(set(energies)) == 3  # one pool entry, but a new noisy XGM reading every train
 
 
 def test_reference_client_reads_protocol_1_0_over_rep():

@@ -89,6 +89,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--pool-size", type=positive_int, default=4, metavar="N",
                         help="pre-generated trains (delay steps) held in memory (default: 4)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--xgm-noise", type=non_negative_float, default=0.0, metavar="F",
+                        help="relative rms noise of the XGM's pulse energy readings, new every "
+                             "train (default: 0, the exact energies the images were made with)")
     parser.add_argument("--interval", type=positive_float, default=2.0, metavar="S",
                         help="seconds between status lines (default: 2)")
     parser.add_argument("--describe", action="store_true",
@@ -108,6 +111,8 @@ def _catalogue() -> dict[str, Any]:
 
 
 def _simulator_options(args: argparse.Namespace) -> dict[str, Any]:
+    from ..simulate import Scene
+
     options: dict[str, Any] = {
         "raw": args.raw,
         "layout": args.layout,
@@ -116,6 +121,7 @@ def _simulator_options(args: argparse.Namespace) -> dict[str, Any]:
         "faults": args.fault,
         "seed": args.seed,
         "pool_size": args.pool_size,
+        "scene": Scene(xgm_noise=args.xgm_noise),
         "protocol_version": args.protocol,  # of the messages the faults corrupt
     }
     if args.pulses is not None:
