@@ -107,6 +107,9 @@ class Receiver:
                 if item is None:
                     return
                 self._put(item)
+                # the task that takes the train frees it: were it still referenced here while
+                # the next one arrives, every train would land in fresh, page-faulting memory
+                del item
         except Exception as exc:  # cannot connect: the tasks report it
             if not self.closing.is_set():
                 self._put(("error", exc))
