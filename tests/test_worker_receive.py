@@ -395,3 +395,34 @@ def test_order_failed_task_and_lost_worker() -> None:
     order.returned("a", 3, 111)  # a straggler of the old instance changes nothing
     order.returned("b", 0, 130)  # a new receiver instance
     assert order.epoch == "b" and order.floor == 130
+
+
+def test_a_receiver_keeps_no_train_it_has_handed_out():
+    """Else every train would land in fresh memory while the previous one lingers."""
+    import weakref
+
+    from kb_streams._worker_receiver import Receiver, ReceiverSpec
+
+    def train(tid: int) -> tuple[dict, dict]:
+        return {"SRC": {"x": np.zeros(1000)}}, {"SRC": {"timestamp.tid": tid}}
+
+    with BridgeServer(sock="PUSH") as server:
+        server.feed(*train(FIRST), timeout=10)
+        spec = ReceiverSpec("session", "r0", server.endpoint, "PULL", None, poll=10.0,
+                            receive_timeout=1.0, prefetch=1, hwm=1)
+        receiver = Receiver(spec, ("session", "r0"))
+        try:
+            kind, seq, message = receiver.get(10.0)
+            assert (kind, seq, message.train_id) == ("train", 0, FIRST)
+            handed_out = weakref.ref(message)
+            del message
+            # the receiver now waits for the next train, which has not been sent
+            deadline = time.monotonic() + 5
+            while handed_out() is not None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert handed_out() is None
+            server.feed(*train(FIRST + 1), timeout=10)
+            kind, seq, message = receiver.get(10.0)
+            assert (kind, seq, message.train_id) == ("train", 1, FIRST + 1)
+        finally:
+            receiver.close()
