@@ -390,6 +390,7 @@ class BridgeServer:
                     return
                 continue
             yield item
+            del item  # not kept while waiting for the next one
 
     # -- preparing a train -------------------------------------------------------------------
 
@@ -458,6 +459,9 @@ class BridgeServer:
             ready = False
             self.stats.record(_nbytes(frames), train_id)
             sent += 1
+            # ZeroMQ holds the frames until they are out; holding the train here too would keep
+            # it alive while the producer makes (and the reader waits for) the next one
+            del item, prepared, frames
         return sent
 
     def _pause(self, seconds: float) -> _Steps[bool]:
@@ -563,9 +567,9 @@ class BridgeServer:
                     outcome = sock.recv_multipart()
                 case _Reply(message):
                     outcome = sock.send(message)
-                case _Send(frames):
+                case _Send():  # not bound to a name here: it would keep the train alive
                     try:
-                        sock.send_multipart(frames, copy=False, flags=zmq.NOBLOCK)
+                        sock.send_multipart(step.frames, copy=False, flags=zmq.NOBLOCK)
                         outcome = True
                     except zmq.Again:
                         outcome = False
@@ -696,9 +700,9 @@ class BridgeServer:
                     outcome = await asock.recv_multipart()
                 case _Reply(message):
                     outcome = await asock.send(message)
-                case _Send(frames):
+                case _Send():  # not bound to a name here: it would keep the train alive
                     try:
-                        await asock.send_multipart(frames, copy=False, flags=zmq.NOBLOCK)
+                        await asock.send_multipart(step.frames, copy=False, flags=zmq.NOBLOCK)
                         outcome = True
                     except zmq.Again:
                         outcome = False
@@ -790,3 +794,4 @@ class _ServingGuard:
 async def _async_iter(iterable: Iterable[Any]) -> Any:
     for item in iterable:
         yield item
+        del item  # not kept while the iterable makes the next one

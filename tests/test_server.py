@@ -237,6 +237,23 @@ def test_feed_queue_is_bounded_and_served_in_order(ctx):
         assert [train_id(receive(reader, "PUSH")) for _ in range(3)] == [1, 2, 3]
 
 
+def test_a_sent_train_is_not_kept_while_the_next_is_awaited(ctx):
+    """Only ZeroMQ holds a train's arrays until they are out, not the serving loop."""
+    import weakref
+
+    image = np.arange(10_000, dtype=np.float32)
+    sent = weakref.ref(image)
+    with BridgeServer(sock="PUSH") as server:
+        reader = connect(ctx, server.endpoint, "PUSH")
+        server.feed({"SRC": {"image": image}}, {"SRC": {"timestamp.tid": 7}}, timeout=5)
+        del image
+        assert train_id(receive(reader, "PUSH")) == 7
+        deadline = time.monotonic() + 5  # pyzmq releases zero-copy buffers from its own thread
+        while sent() is not None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sent() is None  # the server now waits for the next train, holding nothing
+
+
 def test_feed_while_serving_an_iterable_is_an_error():
     with BridgeServer(sock="PUSH") as server:
         server.start(trains())
