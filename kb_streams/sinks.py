@@ -487,3 +487,4 @@ class to_karabo_bridge(Sink):
                 self._stats.published += 1
                 self._stats.last_train_id = train_id
             yield frames
+            del result, frames  # not kept while waiting for the next result
