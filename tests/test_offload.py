@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import xarray as xr
 from _dask_cluster import ProcessCluster
+from _waiting import wait_until
 from distributed import Client, Event, Queue, rejoin, secede
 from streamz import Stream
 from tornado.ioloop import IOLoop
@@ -50,14 +51,6 @@ def gated(x: int, gate: str, done: str) -> int:
     else:
         Queue(done).put(x, timeout=30)
     return x
-
-
-def wait_until(condition, timeout: float = 30, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def test_results_in_order_and_error_records(cluster: ProcessCluster) -> None:

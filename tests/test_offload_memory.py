@@ -11,12 +11,12 @@ from __future__ import annotations
 import gc
 import os
 import threading
-import time
 from collections.abc import Iterator
 
 import numpy as np
 import psutil
 from _dask_cluster import ProcessCluster
+from _waiting import wait_until
 from distributed import Client
 from streamz import Stream
 
@@ -63,14 +63,6 @@ def worker_keys(dask_worker) -> int:
 def live_trains() -> int:
     gc.collect()
     return sum(isinstance(o, Train) for o in gc.get_objects())
-
-
-def wait_until(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 class Peaks(threading.Thread):

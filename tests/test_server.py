@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import zmq
 import zmq.asyncio
+from _waiting import wait_for
 
 from kb_streams.protocol import decode
 from kb_streams.server import BridgeServer, ServerStats, _NextItem, _Pacer, _Poll, _Send
@@ -248,10 +249,9 @@ def test_a_sent_train_is_not_kept_while_the_next_is_awaited(ctx):
         server.feed({"SRC": {"image": image}}, {"SRC": {"timestamp.tid": 7}}, timeout=5)
         del image
         assert train_id(receive(reader, "PUSH")) == 7
-        deadline = time.monotonic() + 5  # pyzmq releases zero-copy buffers from its own thread
-        while sent() is not None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert sent() is None  # the server now waits for the next train, holding nothing
+        # the server now waits for the next train, holding nothing (pyzmq may release
+        # zero-copy buffers from its own thread, a moment later)
+        assert wait_for(lambda: sent() is None)
 
 
 def test_feed_while_serving_an_iterable_is_an_error():

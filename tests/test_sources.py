@@ -17,6 +17,7 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 import zmq
+from _waiting import wait_for
 from karabo_bridge import ServerInThread, serialize
 from streamz import Stream
 
@@ -66,15 +67,6 @@ def reference_server(endpoint: str, sock: str = "REP", tids=range(FIRST_TID, FIR
         stop.set()
         feeder.join(2)
         server.stop()
-
-
-def wait_for(condition, timeout: float = 5.0, interval: float = 0.01) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return condition()
 
 
 @pytest.fixture

@@ -6,9 +6,11 @@ import logging
 import time
 from collections.abc import Iterator
 
+import _waiting
 import numpy as np
 import pytest
 from _dask_cluster import ProcessCluster
+from _waiting import wait_for
 from distributed import Event, get_worker
 from streamz import Stream
 
@@ -78,11 +80,7 @@ def count_receivers() -> int:
 
 
 def wait_until(condition, timeout: float = 60, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+    _waiting.wait_until(condition, timeout, what)
 
 
 def stop(source: from_karabo_bridge_on_workers) -> None:
@@ -417,10 +415,7 @@ def test_a_receiver_keeps_no_train_it_has_handed_out():
             handed_out = weakref.ref(message)
             del message
             # the receiver now waits for the next train, which has not been sent
-            deadline = time.monotonic() + 5
-            while handed_out() is not None and time.monotonic() < deadline:
-                time.sleep(0.01)
-            assert handed_out() is None
+            assert wait_for(lambda: handed_out() is None)
             server.feed(*train(FIRST + 1), timeout=10)
             kind, seq, message = receiver.get(10.0)
             assert (kind, seq, message.train_id) == ("train", 1, FIRST + 1)
