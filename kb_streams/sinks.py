@@ -29,7 +29,7 @@ from streamz.sinks import Sink
 
 from .protocol import Message, SourceData, encode
 from .server import BridgeServer
-from .train import Train, train_id_of
+from .train import Train, source_meta, train_id_of
 
 __all__ = ["SinkStats", "to_bridge_train", "to_karabo_bridge"]
 
@@ -140,14 +140,11 @@ def _with_train_id(meta: Mapping[str, Mapping[str, Any]], data: Mapping[str, Any
                    train_id: int) -> SourceData:
     """*meta* for every source of *data*, ``timestamp.tid`` filled in where missing."""
     completed = {}
-    for name, values in data.items():
-        source_meta = meta.get(name)
-        if source_meta is None and isinstance(values, Mapping):
-            source_meta = values.get("metadata")
-        source_meta = dict(source_meta or {})
-        source_meta.setdefault("source", name)
-        source_meta.setdefault("timestamp.tid", train_id)
-        completed[name] = source_meta
+    for name in data:
+        metadata = source_meta(name, data, meta)
+        metadata.setdefault("source", name)
+        metadata.setdefault("timestamp.tid", train_id)
+        completed[name] = metadata
     return completed
 
 

@@ -57,8 +57,9 @@ def _close(name: str, candidates: Iterable[str]) -> str:
         else "; there are none"
 
 
-def _source_meta(source: str, data: Mapping[str, Any], meta: Mapping[str, Any]) -> dict:
-    """Metadata of one source wherever the protocol version put it."""
+def source_meta(source: str, data: Mapping[str, Any], meta: Mapping[str, Any]) -> dict:
+    """Metadata of one source wherever the protocol version put it: in ``meta``, or inside the
+    data under ``'metadata'`` (1.0, 2.0, extra-data's streamer) or ``'metadata.*'`` (2.1)."""
     found = meta.get(source)
     if found:
         return dict(found)
@@ -284,7 +285,7 @@ class Train:
         self.data = data
         meta = {} if meta is None else meta
         self.meta: dict[str, dict[str, Any]] = {
-            src: _source_meta(src, data, meta) for src in list(data) + [
+            src: source_meta(src, data, meta) for src in list(data) + [
                 s for s in meta if s not in data]}
         self.protocol_version = protocol_version
         self.train_id_conflicts: dict[str, int] = {}
