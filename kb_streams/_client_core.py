@@ -76,8 +76,7 @@ class _Resources:
             self.monitor.close(linger=0)
             self.monitor = None
         if self.socket is not None:
-            self.socket.close(linger=0)
-            self.socket = None
+            self.socket.close(linger=0)  # kept, closed: ``Client._socket.closed`` is public API
 
     def close(self) -> None:
         self.close_sockets()

@@ -111,6 +111,11 @@ class _ClientBase:
         """Whether :meth:`close` was called."""
         return self._core.closed
 
+    @property
+    def _socket(self) -> zmq.Socket:
+        """The data socket, as ``karabo_bridge.Client._socket`` (its tests check ``.closed``)."""
+        return self._core.socket
+
     def close(self) -> None:
         """Close the socket, and the ZeroMQ context if this client created it.
 
