@@ -19,6 +19,9 @@ lock-step state, so we count the requests in flight ourselves, which gives:
   connected (``stats.reconnects``). A late reply to an abandoned request therefore can never be
   mistaken for the answer to a new one, and a restarted server gets a fresh request. This also
   works with ``timeout=None``: a server that dies holding the request is noticed by the monitor.
+  Replies that had fully arrived before the disconnect (a server sends its last trains and
+  exits) are taken off the old socket first and handed out in order: a reconnect never discards
+  a complete train, and only requests still unanswered are abandoned.
   As the reference documents, a timeout shorter than the transfer time of one train means never
   getting data; with us the transfer is restarted rather than resumed.
 * **prefetch**: with ``prefetch=N`` a new request is sent as soon as a train arrives, so N-1
@@ -35,6 +38,7 @@ import logging
 import math
 import time
 import weakref
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -118,6 +122,8 @@ class ClientCore:
         self.hwm = int(hwm)
         self.stats = StreamStats()
         self.in_flight = 0
+        # complete replies taken off a socket about to be replaced, oldest first
+        self._arrived: deque[list[zmq.Frame]] = deque()
         self.closed = False
         self._zmq = _Resources(context)
         # Close the sockets (and our own context) even when the client is dropped unclosed in a
@@ -163,12 +169,16 @@ class ClientCore:
             res.monitor.linger = 0
             res.monitor.connect(address)
         sock.connect(self.endpoint)
-        self.in_flight = 0
+        self.in_flight = len(self._arrived)  # answered, not yet handed out
 
     def reconnect(self, reason: str) -> None:
-        """Abandon the requests in flight: close the socket and connect a new one."""
+        """Abandon the requests in flight: close the socket and connect a new one.
+
+        Replies already queued on the old socket are kept (see :meth:`_salvage`).
+        """
+        self._salvage()
         log.info("Reconnecting to %s (%s; %d request(s) abandoned)", self.endpoint, reason,
-                 self.in_flight)
+                 self.in_flight - len(self._arrived))
         self._zmq.close_sockets()
         self._open()
         self.stats.reconnects += 1
@@ -259,7 +269,14 @@ class ClientCore:
             if event["event"] == zmq.EVENT_DISCONNECTED:
                 disconnected = True
         if disconnected and self.in_flight:
-            self.reconnect("server disconnected")
+            self._salvage()
+            if self.in_flight > len(self._arrived):
+                self.reconnect("server disconnected")
+
+    def _salvage(self) -> None:
+        """Keep every complete reply queued on the socket, so a reconnect cannot discard it."""
+        while self.in_flight > len(self._arrived) and self.socket.get(zmq.EVENTS) & zmq.POLLIN:
+            self._arrived.append(self.socket.recv_multipart(zmq.NOBLOCK, copy=False))
 
     def _send_requests(self, n: int) -> None:
         for _ in range(n):
@@ -271,6 +288,8 @@ class ClientCore:
             self.in_flight += 1
 
     def _recv_nowait(self) -> list[zmq.Frame] | None:
+        if self._arrived:
+            return self._arrived.popleft()
         # Checking EVENTS is much cheaper than catching zmq.Again.
         if not self.socket.get(zmq.EVENTS) & zmq.POLLIN:
             return None
