@@ -339,6 +339,8 @@ class from_karabo_bridge(ForgetValues, Source):
     async def _interruptible(self, awaitable: Any) -> Any:
         """Await ``awaitable``, or give up (returning None) when :meth:`stop` is called."""
         self._waiting = asyncio.ensure_future(awaitable)
+        if self.stopped:  # stop() came while no wait was pending: nothing else will cancel it
+            self._waiting.cancel()
         try:
             return await self._waiting
         except asyncio.CancelledError:
