@@ -29,6 +29,13 @@ lock-step state, so we count the requests in flight ourselves, which gives:
   ever in flight, so at most N trains are held in memory at once (the caller's one included).
   Each REP server answers its requests one by one, in order, so replies cannot overtake each
   other. Should a reply ever be lost, the timeout recovers.
+
+Keep-newest
+-----------
+``latest=True`` on a REQ client drains the replies already queued. On a SUB or PULL client the
+first ``latest=True`` call hands the socket to a :class:`~kb_streams._newest.NewestReceiver`:
+from then on a thread reads every train as it arrives and keeps only the newest, so the queues
+upstream never fill with stale trains, and every call (``latest`` or not) gets that newest train.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from ._malloc import tune_malloc_once
+from ._newest import NewestReceiver
 from .errors import ProtocolError
 from .protocol import Message, decode
 from .stats import StreamStats
@@ -54,8 +62,7 @@ log = logging.getLogger(__name__)
 
 SOCKET_TYPES = {"REQ": zmq.DEALER, "SUB": zmq.SUB, "PULL": zmq.PULL}
 REQUEST = [b"", b"next"]
-# Upper bound on messages drained by one ``latest=True`` call, so a fast sender cannot keep us
-# draining forever.
+# Upper bound on replies drained by one REQ ``latest=True`` call.
 MAX_DRAIN = 10_000
 
 _monitor_ids = itertools.count()
@@ -69,8 +76,12 @@ class _Resources:
         self.context = zmq.Context() if context is None else context
         self.socket: zmq.Socket | None = None
         self.monitor: zmq.Socket | None = None
+        self.newest: NewestReceiver | None = None
 
     def close_sockets(self) -> None:
+        if self.newest is not None:
+            self.newest.close()  # first: its thread reads the data socket
+            self.newest = None
         if self.monitor is not None:
             if self.socket is not None and not self.socket.closed:
                 try:
@@ -191,6 +202,8 @@ class ClientCore:
     @property
     def poll_items(self) -> list[tuple[zmq.Socket, int]]:
         """What the transport waits on (changes after :meth:`reconnect`)."""
+        if self._zmq.newest is not None:
+            return [(self._zmq.newest.wake, zmq.POLLIN)]
         items = [(self.socket, zmq.POLLIN)]
         if self.monitor is not None:
             items.append((self.monitor, zmq.POLLIN))
@@ -219,11 +232,19 @@ class ClientCore:
     def try_receive(self, latest: bool) -> Message | None:
         """Take a train if one is waiting (never blocks); ``None`` if there is none yet.
 
+        With ``latest``, the trains waiting before the newest are dropped (``stats.dropped``);
+        on SUB/PULL the keep-newest receiver starts (see the module docstring).
+
         Raises
         ------
         ProtocolError
             If the message received cannot be decoded (the next call proceeds normally).
         """
+        if latest and self.sock != "REQ" and self._zmq.newest is None:
+            self._zmq.newest = NewestReceiver(self.context, self.socket)
+        if self._zmq.newest is not None:
+            taken = self._zmq.newest.take()
+            return None if taken is None else self._decode(*taken)
         frames = self._recv_nowait()
         if frames is None:
             return None

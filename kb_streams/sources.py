@@ -30,11 +30,6 @@ __all__ = ["SourceStats", "from_karabo_bridge"]
 
 logger = logging.getLogger(__name__)
 
-# latest=True with SUB/PULL: after each train, wait up to _DRAIN_GRACE s for a newer one (and
-# then the next), _DRAIN_MAX s in all
-_DRAIN_GRACE = 0.01
-_DRAIN_MAX = 0.1
-
 _CLIENT_COUNTERS = ("bytes", "gaps", "decode_errors", "timeouts", "reconnects", "dropped")
 
 
@@ -359,30 +354,6 @@ class from_karabo_bridge(ForgetValues, Source):
         except ProtocolError as exc:
             self._skipped(exc)
             return None
-        if message is None:
-            return None
-        if self.latest and self.sock != "REQ":
-            message = await self._newest(message)
-        return message
-
-    async def _newest(self, message: Message) -> Message:
-        """Keep taking trains while more arrive within a moment; return the newest.
-
-        ZeroMQ moves queued trains from the kernel into the socket only as the socket empties
-        (high-water mark 1), so draining what is there at one instant leaves older trains behind.
-        """
-        deadline = time.monotonic() + _DRAIN_MAX
-        while time.monotonic() < deadline and not self.stopped:
-            try:
-                newer = await asyncio.wait_for(self._client.next_message(latest=True),
-                                               _DRAIN_GRACE)
-            except (TimeoutError, asyncio.TimeoutError):  # distinct classes before Python 3.11
-                break
-            except ProtocolError as exc:
-                self._skipped(exc)
-                continue
-            self._stats.dropped += 1
-            message = newer
         return message
 
     def _skipped(self, exc: ProtocolError) -> None:

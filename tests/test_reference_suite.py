@@ -1,4 +1,4 @@
-"""The published ``karabo_bridge`` test suite, run against our ``Client``/``serialize``/``deserialize``.
+"""The published ``karabo_bridge`` test suite, run against our Client, serialize, deserialize.
 
 The tests are imported from the installed ``karabo-bridge`` package (never copied), in a pytest
 subprocess whose plugin (``_reference_suite_plugin``) swaps our names in.
