@@ -139,9 +139,11 @@ class Client(_ClientBase):
     Differences from ``karabo_bridge.Client``, all of them compatible:
 
     * a REQ client recovers when the server dies holding its request (it reconnects after a
-      timeout or a dropped connection, see :mod:`kb_streams._client_core`);
+      timeout or a dropped connection, see :mod:`kb_streams._client_core`); trains that had
+      already arrived when a server closed are still handed out;
     * ``prefetch`` overlaps the transfer of the next train with your work on this one;
-    * ``next(latest=True)`` skips trains already queued and returns the newest;
+    * ``next(latest=True)`` returns the newest train, skipping older ones (``stats.dropped``);
+      on SUB/PULL a thread then keeps reading the socket so no backlog of old trains forms;
     * a message that cannot be decoded raises :class:`~kb_streams.ProtocolError` from that call
       only; the next call returns the next good train;
     * ``ser != 'msgpack'`` raises :class:`NotImplementedError` (a subclass of ``Exception``, which
@@ -176,8 +178,12 @@ class Client(_ClientBase):
         Parameters
         ----------
         latest
-            Discard trains that are already waiting and return the newest one (counted in
-            ``stats.dropped``). Mostly useful for SUB/PULL with ``hwm > 1``.
+            Return the newest train, dropping older ones that arrived meanwhile (counted in
+            ``stats.dropped``, never in ``stats.gaps``). On a SUB or PULL client the first such
+            call starts a thread that reads every train as it arrives and keeps only the newest
+            (:mod:`kb_streams._newest`), so what you get is at most one train period plus its
+            transfer time old, however slow you are; from then on every call gets the newest.
+            On REQ, the replies already queued (``prefetch > 2``) are drained.
 
         Returns
         -------
