@@ -1,6 +1,6 @@
 """Keep-newest under a slow consumer: the train got is the newest, skipped trains are 'dropped'.
 
-A PUB server sends 5 MB trains at 20 Hz. The consumer is slow by waiting, after each train, until
+A PUB server sends 2 MB trains at 20 Hz. The consumer is slow by waiting, after each train, until
 the server has sent ``BEHIND`` more (an event, not a sleep). Then the train it gets must be one of
 the newest sent: before the keep-newest receiver, it was the one at the head of the backlog that
 ZeroMQ and the kernel had queued (``BEHIND`` or more trains old), and the trains the publisher
@@ -28,7 +28,7 @@ TOLERANCE = 2  # trains newer than the one got that may still be on their way
 ROUNDS = 4
 
 
-def fresh_trains(nbytes: int = 5_000_000) -> Iterator[tuple[dict, dict]]:
+def fresh_trains(nbytes: int = 2_000_000) -> Iterator[tuple[dict, dict]]:
     image = np.ones(nbytes, np.uint8)  # sent zero-copy, never modified
     tid = 1000
     while True:
