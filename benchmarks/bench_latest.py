@@ -108,9 +108,10 @@ def main(args: argparse.Namespace) -> int:
     rows = []
     for mb in args.mb:
         # the transfer time: a fast consumer's age, at a rate low enough that nothing queues
-        transfer = measure(mb, min(args.rate, 2.0), 0.0, 3.0)["age_median"]
+        brief = min(args.seconds, 3.0)
+        transfer = measure(mb, min(args.rate, 2.0), 0.0, brief)["age_median"]
         # a consumer that keeps up: the best age this sender and link allow at this rate
-        fast = measure(mb, args.rate, 0.0, 3.0)["age_median"]
+        fast = measure(mb, args.rate, 0.0, brief)["age_median"]
         slow = measure(mb, args.rate, args.work, args.seconds)
         slow.update(transfer=transfer, fast=fast, goal=1 / args.rate + transfer)
         rows.append(slow)

@@ -70,3 +70,11 @@ def test_bench_client_runs_tiny(capsys):
         rates = report["results"][scenario]["trains_per_s"]
         assert set(rates) == {"kb_streams", "karabo_bridge", "pyzmq"}
         assert all(rate > 0 for rate in rates.values())
+
+
+def test_bench_latest_runs_tiny(capsys):
+    code = cli_main(["bench", "latest", "--mb", "0.1", "--rate", "20", "--work", "0.1",
+                     "--seconds", "0.6", "--json"])
+    assert code == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["trains"] >= 2 and row["age_median"] >= 0 and row["dropped"] >= 0
