@@ -52,13 +52,14 @@ def dask_commands(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     scheduler_file = directory / "scheduler.json"
     env = {**os.environ, **LARGE_MESSAGE_ENV,
            "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False",
-           # the task functions below are pickled by reference: let the workers import them
+           # task functions here are pickled by reference: the scheduler and workers import them
            "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent),
                                                        os.environ.get("PYTHONPATH")]))}
     log = open(directory / "cluster.log", "wb")  # noqa: SIM115 - closed below
     procs = [subprocess.Popen(
         [DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-         "--scheduler-file", str(scheduler_file)], stdout=log, stderr=subprocess.STDOUT)]
+         "--scheduler-file", str(scheduler_file)], stdout=log, stderr=subprocess.STDOUT,
+        env=env)]
     try:
         address = _address(scheduler_file, procs[0])
         procs.append(subprocess.Popen(
