@@ -27,7 +27,8 @@ Then, on the largest grid cell, it doubles the pulses per train from ``--pulses`
 is no longer held, and reports the largest that held.
 
 The grid follows the machine: ``K`` and ``W`` are powers of two up to ``os.cpu_count()`` (and
-``K`` one step beyond, to show where adding shards stops paying), ``W <= K``. ``--shards`` and
+``K`` one step beyond, to show where adding shards stops paying), ``W <= K <= 16`` (one receiver
+per shard: a worker beyond the shards would idle). ``--shards`` and
 ``--workers`` set it, e.g. on a 64-core node ``--shards 4 8 16 --workers 4 8 16 --pulses 64``.
 
 Run with ``kb-streams bench scale`` (or ``python benchmarks/bench_scale.py``);
@@ -204,9 +205,7 @@ def _powers(limit: int) -> list[int]:
 
 def default_grid(cores: int) -> tuple[list[int], list[int]]:
     """Shard and worker counts for a machine with ``cores`` cores."""
-    workers = _powers(cores)
-    shards = sorted({*_powers(min(2 * cores, MODULES)), *workers})
-    return shards, workers
+    return _powers(min(2 * cores, MODULES)), _powers(min(cores, MODULES))
 
 
 def _line(c: Cell, cores: int, copy_gbs: float) -> str:
@@ -246,8 +245,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="bridge processes (module shards) to try (default: powers of two up "
                              "to 2 x the cores, at most 16)")
     parser.add_argument("--workers", type=int, nargs="+", default=None, metavar="W",
-                        help="Dask workers to try, each with at most K (default: powers of two "
-                             "up to the cores)")
+                        help="Dask workers to try, each with the K >= W (default: powers of "
+                             "two up to the cores, at most 16)")
     parser.add_argument("--pulses", type=int, default=4,
                         help="pulses per train for the grid (4: 16.8 MB trains; default "
                              "%(default)s); the 10 Hz search starts here")
