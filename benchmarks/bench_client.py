@@ -6,7 +6,7 @@ built and serialized once (protocol 2.2, with ``karabo_bridge.serialize``) in a 
 started with the ``spawn`` method, then sent again and again over loopback TCP with zero-copy
 sends. A REP server and a PUSH server each run in their own process for the whole run.
 
-Scenarios (each client takes one warm-up train, then ``--trains`` timed trains):
+Scenarios (each client takes three warm-up trains, then ``--trains`` timed trains):
 
 ``REQ``
     request/reply, nothing done with the train. Ours with the default ``prefetch=1``.
@@ -19,6 +19,14 @@ Scenarios (each client takes one warm-up train, then ``--trains`` timed trains):
 Clients: ``kb_streams`` (``Client.next()``), ``karabo_bridge`` (``Client.next()``) and ``pyzmq``
 (a REQ or PULL socket with ``recv_multipart(copy=False)`` and no decoding at all). In every round
 each scenario runs every client once, in a rotating order; the table shows the median over rounds.
+Every run is a fresh process (``spawn``), as a user's program would be: our client's allocator
+tuning (:mod:`kb_streams._malloc`) then applies to our runs only, not to the reference's. Each run
+also reports its page faults and CPU time per train (``resource.getrusage``), which show where
+the time goes.
+
+``--soak N`` then receives ``N`` more trains with our client (PULL) in one process and reports
+its resident memory after the first and after the last train: memory stays flat while received
+buffers are reused.
 
 Targets (issue): ours >= 1.0 x reference on REQ and PULL, >= 0.9 x bare pyzmq on PULL, and
 >= 1.3 x reference on REQ+work with prefetch 2.
@@ -26,10 +34,10 @@ Targets (issue): ours >= 1.0 x reference on REQ and PULL, >= 0.9 x bare pyzmq on
 Run with ``kb-streams bench client`` or ``python benchmarks/bench_client.py``;
 ``--pulses 4 --trains 5 --rounds 1`` makes a quick check.
 
-Most of the time is spent in the kernel: every train lands in a freshly mmapped 268 MB buffer
-allocated by libzmq (page faults, zeroing). Where transparent huge pages are set to ``madvise``,
-starting the receiving process with ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` made every client
-about 1.5-2 x faster on a 2-core VM; it applies to all clients alike.
+Without tuning, most of the time is spent in the kernel: every train lands in a freshly mmapped
+268 MB buffer allocated by libzmq (65,000 page faults and zeroing per train). Our client makes
+glibc reuse that buffer (:func:`kb_streams._malloc.tune_malloc`); ``KB_STREAMS_TUNE_MALLOC=0`` in
+the environment turns that off for a comparison.
 """
 
 from __future__ import annotations
@@ -37,6 +45,8 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
+import resource
 import statistics
 import sys
 import time
@@ -52,6 +62,10 @@ SCENARIOS = {
 CLIENTS = ("kb_streams", "karabo_bridge", "pyzmq")
 SOURCE = "SPB_DET_AGIPD1M-1/CAL/APPEND_CORRECTED"
 RECEIVE_TIMEOUT = 60  # seconds; only hit if something is badly wrong
+#: Trains received before timing: PULL receives the next train while the last is still held, so
+#: a receiver's memory reaches its steady state (two trains) with the second train.
+WARM_UP = 3
+Run = dict[str, float]  # what one timed run measured: elapsed, faults, sys_ms, user_ms, rss_*
 
 
 # -- server process -----------------------------------------------------------------------------
@@ -137,31 +151,53 @@ def _busy(seconds: float) -> None:
         pass
 
 
-def _time_loop(receive: Callable[[], Any], trains: int, work: float) -> float:
-    receive()  # warm-up: connection set-up and the first train are not timed
+def _time_loop(receive: Callable[[], Any], trains: int, work: float) -> Run:
+    """Time ``trains`` receives after the warm-up; elapsed seconds, faults and CPU per train."""
+    for _ in range(WARM_UP):  # connection set-up and the first buffers are not timed
+        receive()
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    rss_before = _rss()
     start = time.perf_counter()
     for _ in range(trains):
         receive()
         if work:
             _busy(work)
-    return time.perf_counter() - start
+    elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return {"elapsed": elapsed,
+            "faults": (after.ru_minflt - before.ru_minflt) / trains,
+            "sys_ms": (after.ru_stime - before.ru_stime) / trains * 1e3,
+            "user_ms": (after.ru_utime - before.ru_utime) / trains * 1e3,
+            "rss_first_mb": rss_before / 1e6, "rss_last_mb": _rss() / 1e6}
 
 
-def _run_kb_streams(endpoint: str, sock: str, trains: int, work: float, prefetch: int) -> float:
+def _rss() -> int:
+    """Resident memory of this process in bytes (``VmRSS`` of ``/proc/self/status``; 0 if none)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _run_kb_streams(endpoint: str, sock: str, trains: int, work: float, prefetch: int) -> Run:
     from kb_streams.client import Client
 
     with Client(endpoint, sock=sock, timeout=RECEIVE_TIMEOUT, prefetch=prefetch) as client:
         return _time_loop(client.next, trains, work)
 
 
-def _run_karabo_bridge(endpoint: str, sock: str, trains: int, work: float, prefetch: int) -> float:
+def _run_karabo_bridge(endpoint: str, sock: str, trains: int, work: float, prefetch: int) -> Run:
     import karabo_bridge
 
     with karabo_bridge.Client(endpoint, sock=sock, timeout=RECEIVE_TIMEOUT) as client:
         return _time_loop(client.next, trains, work)
 
 
-def _run_pyzmq(endpoint: str, sock: str, trains: int, work: float, prefetch: int) -> float:
+def _run_pyzmq(endpoint: str, sock: str, trains: int, work: float, prefetch: int) -> Run:
     import zmq
 
     ctx = zmq.Context()
@@ -187,6 +223,41 @@ RUNNERS = {"kb_streams": _run_kb_streams, "karabo_bridge": _run_karabo_bridge,
            "pyzmq": _run_pyzmq}
 
 
+
+
+def _run_child(conn: Any, client: str, args: tuple) -> None:
+    try:
+        conn.send(RUNNERS[client](*args))
+    except BaseException as exc:  # report, then let the parent raise
+        conn.send(exc)
+        raise
+
+
+def run_fresh(client: str, endpoint: str, sock: str, trains: int, work: float,
+              prefetch: int) -> Run:
+    """Run one client in a fresh ``spawn`` process; return what :func:`_time_loop` measured."""
+    mp = multiprocessing.get_context("spawn")
+    here, there = mp.Pipe(duplex=False)
+    process = mp.Process(target=_run_child, name=f"bench-client-{client}", daemon=True,
+                         args=(there, client, (endpoint, sock, trains, work, prefetch)))
+    process.start()
+    there.close()
+    try:
+        if not here.poll(RECEIVE_TIMEOUT * (trains + 2)):
+            raise RuntimeError(f"{client} run did not finish")
+        result = here.recv()
+    except EOFError:
+        raise RuntimeError(f"{client} run died (exit code {process.exitcode})") from None
+    finally:
+        process.join(10)
+        if process.is_alive():
+            process.kill()
+            process.join(5)
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
 # -- driver ---------------------------------------------------------------------------------------
 
 
@@ -202,6 +273,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="our client's prefetch in REQ+work (default 2)")
     parser.add_argument("--scenarios", nargs="+", choices=list(SCENARIOS),
                         default=list(SCENARIOS), help="scenarios to run (default: all)")
+    parser.add_argument("--soak", type=int, default=0, metavar="N",
+                        help="then receive N trains with our client (PULL) and report its "
+                             "resident memory after the first and the last (default 0: no soak)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
 
 
@@ -210,11 +284,16 @@ def _median(values: list[float]) -> float:
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
-    """Run every scenario, client and round; return settings, raw rates and medians."""
-    kinds = sorted({SCENARIOS[name][0] for name in args.scenarios})
+    """Run every scenario, client and round, each run in a fresh process; then the soak, if any.
+
+    Returns settings, raw rates, medians and the soak's memory.
+    """
+    kinds = sorted({SCENARIOS[name][0] for name in args.scenarios}
+                   | ({"PUSH"} if args.soak else set()))
     servers: dict[str, _Server] = {}
-    rates: dict[str, dict[str, list[float]]] = {
+    runs: dict[str, dict[str, list[Run]]] = {
         name: {client: [] for client in CLIENTS} for name in args.scenarios}
+    soak = None
     try:
         for kind in kinds:
             _log(f"starting {kind} server ({args.pulses} pulses)...")
@@ -227,31 +306,45 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 prefetch = args.prefetch if with_work else 1
                 order = CLIENTS[rnd % 3:] + CLIENTS[:rnd % 3]
                 for client in order:
-                    elapsed = RUNNERS[client](servers[server_kind].endpoint, sock, args.trains,
-                                              work, prefetch)
-                    rates[name][client].append(args.trains / elapsed)
+                    run = run_fresh(client, servers[server_kind].endpoint, sock, args.trains,
+                                    work, prefetch)
+                    runs[name][client].append(run)
                     _log(f"round {rnd + 1}/{args.rounds} {name:9s} {client:14s} "
-                         f"{args.trains / elapsed:7.2f} trains/s")
+                         f"{args.trains / run['elapsed']:7.2f} trains/s "
+                         f"{run['faults']:8.0f} faults/train {run['sys_ms']:6.1f} ms sys/train")
+        if args.soak:
+            _log(f"soak: {args.soak} trains with kb_streams (PULL)...")
+            soak = run_fresh("kb_streams", servers["PUSH"].endpoint, "PULL", args.soak, 0.0, 1)
     finally:
         for server in servers.values():
             server.close()
 
     results: dict[str, Any] = {}
-    for name, per_client in rates.items():
-        medians = {client: _median(values) for client, values in per_client.items()}
+    for name, per_client in runs.items():
+        rates = {c: [args.trains / r["elapsed"] for r in rs] for c, rs in per_client.items()}
+        medians = {client: _median(values) for client, values in rates.items()}
         results[name] = {
             "trains_per_s": medians,
             "gb_per_s": {c: m * nbytes / 1e9 for c, m in medians.items()},
-            "all_trains_per_s": per_client,
+            "faults_per_train": {c: _median([r["faults"] for r in rs])
+                                 for c, rs in per_client.items()},
+            "sys_ms_per_train": {c: _median([r["sys_ms"] for r in rs])
+                                 for c, rs in per_client.items()},
+            "all_trains_per_s": rates,
             "ours_vs_reference": medians["kb_streams"] / medians["karabo_bridge"],
             "ours_vs_pyzmq": medians["kb_streams"] / medians["pyzmq"],
         }
-    return {
+    report = {
         "settings": {"trains": args.trains, "rounds": args.rounds, "pulses": args.pulses,
-                     "work_ms": args.work_ms, "prefetch": args.prefetch},
+                     "work_ms": args.work_ms, "prefetch": args.prefetch, "soak": args.soak,
+                     "tune_malloc": os.environ.get("KB_STREAMS_TUNE_MALLOC", "1") != "0"},
         "bytes_per_train": nbytes,
         "results": results,
     }
+    if soak is not None:
+        report["soak"] = {"trains": args.soak, "trains_per_s": args.soak / soak["elapsed"],
+                          "rss_first_mb": soak["rss_first_mb"], "rss_last_mb": soak["rss_last_mb"]}
+    return report
 
 
 def _log(text: str) -> None:
@@ -262,18 +355,27 @@ def format_table(report: dict[str, Any]) -> str:
     settings = report["settings"]
     lines = [
         f"Client throughput: {report['bytes_per_train'] / 1e6:.1f} MB per train, "
-        f"{settings['trains']} trains x {settings['rounds']} rounds, medians; "
-        f"REQ+work: {settings['work_ms']:g} ms per train, "
-        f"ours with prefetch={settings['prefetch']}",
+        f"{settings['trains']} trains x {settings['rounds']} rounds, medians, each run a fresh "
+        f"process; REQ+work: {settings['work_ms']:g} ms per train, ours with "
+        f"prefetch={settings['prefetch']}; our malloc tuning "
+        f"{'on' if settings['tune_malloc'] else 'off (KB_STREAMS_TUNE_MALLOC=0)'}",
         "",
-        f"{'scenario':10s} {'client':14s} {'trains/s':>9s} {'GB/s':>7s}",
+        f"{'scenario':10s} {'client':14s} {'trains/s':>9s} {'GB/s':>7s} {'faults/train':>13s} "
+        f"{'sys ms/train':>13s}",
     ]
     for name, res in report["results"].items():
         for client in CLIENTS:
             lines.append(f"{name:10s} {client:14s} {res['trains_per_s'][client]:9.2f} "
-                         f"{res['gb_per_s'][client]:7.2f}")
+                         f"{res['gb_per_s'][client]:7.2f} "
+                         f"{res['faults_per_train'][client]:13.0f} "
+                         f"{res['sys_ms_per_train'][client]:13.1f}")
         lines.append(f"{'':10s} ours/reference {res['ours_vs_reference']:8.2f}x  "
                      f"ours/pyzmq {res['ours_vs_pyzmq']:.2f}x")
+    if "soak" in report:
+        soak = report["soak"]
+        lines.append(f"\nsoak: {soak['trains']} trains (PULL) at {soak['trains_per_s']:.2f} "
+                     f"trains/s; resident memory {soak['rss_first_mb']:.0f} MB after the first, "
+                     f"{soak['rss_last_mb']:.0f} MB after the last")
     return "\n".join(lines)
 
 
@@ -282,6 +384,9 @@ def main(args: argparse.Namespace) -> int:
         if getattr(args, option) < 1:
             _log(f"--{option} must be at least 1")
             return 2
+    if args.soak < 0:
+        _log("--soak must be at least 0")
+        return 2
     report = measure(args)
     print(json.dumps(report, indent=2) if args.json else format_table(report))
     return 0

@@ -151,8 +151,8 @@ class Client(_ClientBase):
     * leaving a ``with`` block, or :meth:`close`, never closes a context you passed in, and a bad
       endpoint does not leak the context the client created;
     * the first client in a process tunes glibc's allocator so received trains reuse memory
-      instead of page-faulting fresh buffers in (about 2x the trains/s for 16 MB module parts on
-      the 2-core test machine; see :mod:`kb_streams._malloc`; ``KB_STREAMS_TUNE_MALLOC=0`` opts
+      instead of page-faulting fresh buffers in (2-4x the trains/s on 268 MB trains on the
+      2-core test machine; see :mod:`kb_streams._malloc`; ``KB_STREAMS_TUNE_MALLOC=0`` opts
       out).
 
     Use a client from one thread only (ZeroMQ sockets are not thread-safe).
