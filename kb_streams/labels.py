@@ -34,6 +34,7 @@ from .layouts import (
     LayoutError,
     canonical_order,
     detector_for,
+    from_file_streamer,
     full_module_count,
     parse_layout,
     pulse_count,
@@ -122,7 +123,8 @@ def _detector_view(arr: np.ndarray, lay: Layout, spec: DetectorSpec, source: str
 
 
 def _labelled(arr: np.ndarray, *, source: str, key: str, source_data: Mapping[str, Any],
-              layout: LayoutArg, spec: DetectorSpec | None, pulse_index: str, where: str
+              layout: LayoutArg, spec: DetectorSpec | None, pulse_index: str, where: str,
+              protocol: str | None = None
               ) -> tuple[np.ndarray, list[str], dict[str, Any], str | None]:
     """``(view, dims, coords, layout name or None)`` of one value: label_array without xarray."""
     lay = None
@@ -131,7 +133,8 @@ def _labelled(arr: np.ndarray, *, source: str, key: str, source_data: Mapping[st
         n_pulses, from_file = pulse_count(spec, source_data)
         lay = resolve_layout(arr.shape, spec, n_pulses=n_pulses,
                              per_module=spec.module_number(source) is not None,
-                             prefer_file=from_file, layout=layout, where=where)
+                             prefer_file=from_file or from_file_streamer(source_data, protocol),
+                             layout=layout, where=where)
     if lay is not None:
         view, dims, coords = _detector_view(arr, lay, spec, source, source_data, pulse_index)
         return view, dims, coords, lay.name
@@ -223,7 +226,8 @@ def label_array(
     view, dims, labels, layout_name = _labelled(
         _as_array(value, where), source=source, key=key,
         source_data={} if source_data is None else source_data, layout=layout,
-        spec=detector_for(source, detector), pulse_index=pulse_index, where=where)
+        spec=detector_for(source, detector), pulse_index=pulse_index, where=where,
+        protocol=protocol)
     attrs: dict[str, Any] = {}
     coords: dict[str, Any] = {}
     _context(attrs, coords, source=source, key=key, train_id=train_id, timestamp=timestamp,
@@ -302,7 +306,7 @@ def label_source(
             continue
         da = label_array(arr, source=source, key=key, source_data=source_data,
                          layout=_layout_for_key(layout, key, arr, spec), detector=spec,
-                         pulse_index=pulse_index, name=key)
+                         pulse_index=pulse_index, name=key, protocol=protocol)
         renames = {}
         for dim, size in da.sizes.items():
             if dim.startswith("dim_") or sizes.get(dim, size) != size:
@@ -432,7 +436,8 @@ def stack_modules(
         where = f"source {source!r} key {key!r}{in_train}"
         view, dims, labels, layout_name = _labelled(
             _as_array(source_data[key], where), source=source, key=key, source_data=source_data,
-            layout=layout, spec=detector_for(source, spec), pulse_index=pulse_index, where=where)
+            layout=layout, spec=detector_for(source, spec), pulse_index=pulse_index, where=where,
+            protocol=protocol)
         if "module" in dims:
             raise ValueError(f"source {source!r} key {key!r} already holds several modules "
                              f"(dims {tuple(dims)}); label it with Train[source, key].xarray()")

@@ -69,7 +69,13 @@ def test_lpd_layout_is_found_from_pulse_ids_not_shape(n_pulses):
     """256 x 256 LPD modules defeat shape heuristics (protocol.md §5.3)."""
     online = _counting((256, 256, n_pulses))  # (fs, ss, pulse)
     data = {"image.data": online, "image.pulseId": np.arange(n_pulses, dtype=np.uint64)}
-    da = _label(LPD.format(0), "image.data", data)
+    if n_pulses == 256:  # (256, 256, 256) fits (fs, ss, pulse) and (pulse, ss, fs): never guess
+        with pytest.raises(LayoutError, match="layout="):
+            _label(LPD.format(0), "image.data", data)
+        da = label_array(data["image.data"], source=LPD.format(0), key="image.data",
+                         source_data=data, layout="online")
+    else:
+        da = _label(LPD.format(0), "image.data", data)
     assert da.attrs["layout"] == "online"
     assert da.values[1, 2, 3] == online[3, 2, 1]
     file_like = _counting((n_pulses, 256, 256))
@@ -80,11 +86,14 @@ def test_lpd_layout_is_found_from_pulse_ids_not_shape(n_pulses):
     assert da.values[1, 2, 3] == file_like[1, 2, 3]
 
 
-def test_ambiguous_pulse_count_prefers_online_unless_told():
+def test_ambiguous_pulse_count_raises_unless_told():
     """AGIPD with 128 pulses: (128, 512, 128) fits both the online and the file layout."""
     arr = _counting((128, 512, 128))
     data = {"image.data": arr, "image.pulseId": np.arange(128, dtype=np.uint64)}
-    assert _label(AGIPD.format(0), "image.data", data).attrs["layout"] == "online"
+    with pytest.raises(LayoutError, match="layout='online'"):
+        _label(AGIPD.format(0), "image.data", data)
+    assert _label(AGIPD.format(0), "image.data", data, layout="online").attrs["layout"] == \
+        "online"
     forced = _label(AGIPD.format(0), "image.data", data, layout="file")
     assert forced.attrs["layout"] == "file" and forced.values[1, 2, 3] == arr[1, 2, 3]
     custom = _label(AGIPD.format(0), "image.data", data, layout="pulse,ss,fs")
@@ -93,7 +102,7 @@ def test_ambiguous_pulse_count_prefers_online_unless_told():
                         layout=("fast_scan", "slow_scan", "pulse"))
     assert tuple_form.values[1, 2, 3] == arr[3, 2, 1]
     ds = label_source({**data, "image.gain": arr}, source=AGIPD.format(0),
-                      layout={"image.data": "file"})
+                      layout={"image.data": "file", "image.gain": "online"})
     assert ds["image.data"].attrs["layout"] == "file"
     assert ds["image.gain"].attrs["layout"] == "online"
     ds = label_source({**data, "ragged": [[1], [2, 3]]}, source=AGIPD.format(0), layout="p,ss,fs")
