@@ -132,4 +132,6 @@ def keydata_xarray(value: Any, *, source: str, key: str, source_data: Mapping[st
         dims = [f"dim_{i}" for i in range(arr.ndim - several)]
     if several:
         dims.insert(0, "trainId")
-    return new_dataarray(arr, dims, coords, {}, name if name is not None else f"{source}.{key}")
+    if name is None:  # EXtra-data names a control key without its '.value'
+        name = f"{source}.{key[:-6] if key.endswith('.value') and ':' not in source else key}"
+    return new_dataarray(arr, dims, coords, {}, name)
