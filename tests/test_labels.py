@@ -163,10 +163,10 @@ def test_reference_simulator_layouts_agree():
         data, meta = next(data_generator("AGIPD", raw=True, datagen="zeros", data_like=data_like))
         train = Train(data, meta)
         (source,) = train.sources
-        da = train[source, "image.data"].xarray()
+        da = _label(source, "image.data", train.data[source])
         assert da.dims == ("module",) + PER_MODULE_DIMS and da.shape == (16, 64, 512, 128)
         assert np.shares_memory(da.data, data[source]["image.data"])
-        gain = train[source, "image.gain"].xarray()  # single-module (fs, ss, pulse) quirk
+        gain = _label(source, "image.gain", train.data[source])  # single-module quirk
         assert gain.dims == PER_MODULE_DIMS
 
 
@@ -403,7 +403,7 @@ def test_file_train_matches_extra_data(mock_run):
     train = Train(data)  # no meta: read from data[src]['metadata']
     assert train.train_id == tid
 
-    image = train[AGIPD.format(0), "image.data"].xarray()
+    image = _label(AGIPD.format(0), "image.data", train.data[AGIPD.format(0)])
     assert image.dims == ("pulse", "data_gain", "slow_scan", "fast_scan")
     assert np.shares_memory(image.data, data[AGIPD.format(0)]["image.data"])
 
@@ -417,7 +417,8 @@ def test_file_train_matches_extra_data(mock_run):
     np.testing.assert_array_equal(ours.values, ed.values)
     np.testing.assert_array_equal(ours.pulse.values, ed.pulse.values)
 
-    adc = train["SPB_IRDA_JF4M/DET/JNGFR01:daqOutput", "data.adc"].xarray()
+    adc = _label("SPB_IRDA_JF4M/DET/JNGFR01:daqOutput", "data.adc",
+                 train.data["SPB_IRDA_JF4M/DET/JNGFR01:daqOutput"])
     assert adc.dims == ("cell", "slow_scan", "fast_scan") and int(adc.module) == 1
 
     ds = train[AGIPD.format(3)].xarray()
