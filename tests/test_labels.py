@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import tracemalloc
 
 import numpy as np
@@ -424,3 +425,42 @@ def test_file_train_matches_extra_data(mock_run):
     ds = train[AGIPD.format(3)].xarray()
     assert isinstance(ds, xr.Dataset) and int(ds.trainId) == tid
     assert ds["image.cellId"].dims == ("pulse", "image.cellId.dim_0")
+
+
+MODULE_SHAPES = {"AGIPD": (512, 128), "LPD": (256, 256), "DSSC": (128, 512)}
+XTDF_SOURCES = {"AGIPD": "SPB_DET_AGIPD1M-1/DET/0CH0:xtdf", "LPD": "FXE_DET_LPD1M-1/DET/0CH0:xtdf",
+                "DSSC": "SCS_DET_DSSC1M-1/DET/0CH0:xtdf"}
+
+
+@pytest.mark.parametrize("n", [1, 64, 128, 256, 352, 512])
+@pytest.mark.parametrize("family", sorted(MODULE_SHAPES))
+@pytest.mark.parametrize("kind", ["online", "file-corrected", "file-raw"])
+def test_every_frame_count_is_labelled_right_or_refused(family, n, kind):
+    """1 to 512 frames: the right axes, or a LayoutError asking for layout= -- never a swap."""
+    ss, fs = MODULE_SHAPES[family]
+    ids = np.arange(n, dtype=np.uint64)
+    if kind == "online":  # the calibration pipeline: (fs, ss, pulse), IDs (n,)
+        arr = np.zeros((fs, ss, n), np.uint8)
+        data, expected = {"image.pulseId": ids}, arr.transpose(2, 1, 0)
+    elif kind == "file-corrected":  # EXtra-data's streamer: (pulse, ss, fs), its metadata
+        arr = np.zeros((n, ss, fs), np.uint8)
+        data, expected = {"image.pulseId": ids, "metadata": {"source": "x"}}, arr
+    else:  # raw files: (pulse, gain, ss, fs), IDs (n, 1)
+        arr = np.zeros((n, 2 if family == "AGIPD" else 1, ss, fs), np.uint8)
+        data, expected = {"image.pulseId": ids[:, None]}, arr
+    rng = np.random.default_rng(n)
+    probes = [tuple(int(rng.integers(size)) for size in expected.shape) for _ in range(8)]
+    for value, index in enumerate(probes, 1):
+        expected[index] = value  # through the view: the pixel at (pulse, [gain,] ss, fs)
+    data["image.data"] = arr
+    label = functools.partial(label_array, arr, source=XTDF_SOURCES[family], key="image.data",
+                              source_data=data, protocol="2.2")
+    if kind == "online" and (n, ss, fs) == (fs, ss, n):  # fits (fs, ss, pulse) and (pulse, ss, fs)
+        with pytest.raises(LayoutError, match="layout="):
+            label()
+        da = label(layout="online")
+    else:
+        da = label()
+    assert da.dims[0] == "pulse" and da.dims[-2:] == ("slow_scan", "fast_scan")
+    assert da.shape == expected.shape and np.shares_memory(da.values, arr)
+    assert [int(da.values[index]) for index in probes] == list(range(1, 9))
