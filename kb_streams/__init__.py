@@ -31,7 +31,7 @@ _LAZY = {
     "PropertyNameError": "train",
     "LayoutError": "layouts",
     "label_array": "labels",
-    "stack_modules": "labels",
+    "stack_modules": "stacking",
     "Reduction": "reduce",
     "RunningStats": "reduce",
     "RollingMean": "reduce",

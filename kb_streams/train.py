@@ -22,7 +22,8 @@ import xarray as xr
 
 from .errors import KBStreamsError
 from .keydata import keydata_xarray
-from .labels import LayoutArg, RoiArg, is_metadata_key, label_source, stack_modules
+from .labels import LayoutArg, RoiArg, is_metadata_key, label_source
+from .stacking import stack_modules
 
 __all__ = ["Train", "SourceData", "KeyData", "SourceNameError", "PropertyNameError",
            "train_id_of"]
