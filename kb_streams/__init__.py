@@ -41,6 +41,7 @@ _LAZY = {
     "merge_all": "reduce",
     "from_karabo_bridge": "sources",
     "SourceStats": "sources",
+    "from_run": "run_source",
     "forget_values": "nodes",
     "to_karabo_bridge": "sinks",
     "to_bridge_train": "sinks",

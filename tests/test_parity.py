@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import numpy as np
 import pytest
 import xarray as xr
 from _mock_runs import make_runs
+from _waiting import wait_until
 from conftest import free_tcp_port
 from extra_data import RunDirectory
 from extra_data import by_id as ed_by_id
@@ -265,3 +267,67 @@ def test_ambiguous_layout_is_never_guessed(runs, name, src):
         live.data[src]["image.data"] = train[src, "image.data"].value.transpose(2, 1, 0)
         # ^ the calibration pipeline's (fs, ss, pulse), here as a view
         _same(live[src, "image.data"].xarray(layout="online"), offline)
+
+
+XGM = "SA1_XTD2_XGM/DOOCS/MAIN"
+
+
+def _graph(source):
+    """One pipeline, as a scientist would write it, collecting its results."""
+    def analyse(train):
+        image = AGIPD1M(train).get_array("image.data", roi=np.s_[0:1, :64, :64])
+        return (train.train_id, image.sum("pulse"), train[XGM, "beamPosition.ixPos"].xarray(),
+                train[XGM + ":output", "data.intensityTD"].xarray(roi=np.s_[:20]))
+    return source.map(analyse).sink_to_list()
+
+
+def test_from_run_and_the_bridge_feed_a_graph_alike(runs):
+    """(b) The same graph fed by ``Stream.from_run`` and by ``karabo-bridge-serve-files``."""
+    from streamz import Stream
+
+    import kb_streams.run_source  # noqa: F401 - registers Stream.from_run (as the entry point)
+
+    path, n = runs.paths["spb_raw"], len(runs.offline("spb_raw").train_ids)
+    from_files = Stream.from_run(path, rate=None, shuffle_sources=True)
+    offline = _graph(from_files)
+    from_files.start()
+    assert from_files.join(timeout=120) and from_files.finished
+    assert from_files.stats.trains == n
+
+    endpoint = f"tcp://127.0.0.1:{free_tcp_port()}"
+    with open(path.with_suffix(".b.log"), "wb") as out:
+        server = subprocess.Popen(
+            [str(Path(sys.executable).with_name("karabo-bridge-serve-files")), str(path),
+             endpoint, "--socket-type", "PUSH"], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        live = Stream.from_karabo_bridge(endpoint, sock="PULL", timeout=60)
+        online = _graph(live)
+        live.start()
+        wait_until(lambda: len(online) == n, timeout=120, what=f"{n} trains from the bridge")
+        live.stop()
+        assert live.join(timeout=30)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    assert [r[0] for r in offline] == [r[0] for r in online] == runs.offline("spb_raw").train_ids
+    for ours, theirs in zip(offline, online, strict=True):
+        for a, b in zip(ours[1:], theirs[1:], strict=True):
+            xr.testing.assert_identical(a, b)
+
+
+def test_from_run_selects_trains_and_paces(runs):
+    from streamz import Stream
+
+    from kb_streams.run_source import from_run
+
+    run = runs.offline("fxe_corr")
+    source = from_run(run, sources=["FXE_DET_LPD1M-1/CORR/3CH0:output"],
+                      trains=ed_by_index[1:], rate=20.0)
+    assert isinstance(source, Stream)
+    got = source.map(lambda t: (t.train_id, t.sources)).sink_to_list()
+    started = time.monotonic()
+    source.start()
+    assert source.join(timeout=60)
+    assert got == [(tid, ["FXE_DET_LPD1M-1/CORR/3CH0:output"]) for tid in run.train_ids[1:]]
+    assert time.monotonic() - started >= 1 / 20  # two trains, 1/20 s apart at least
