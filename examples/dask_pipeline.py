@@ -38,13 +38,8 @@ MODULES = "*/DET/*CH0:xtdf"
 
 def pulse_intensity(train) -> xr.DataArray:
     """Runs on a worker: mean of every module image per pulse, ``(module, pulse)``, a few KB."""
-    sources = sorted(s for s in train.sources if s.endswith("CH0:xtdf"))
-    per_module = [train[src, "image.data"].xarray().mean(("slow_scan", "fast_scan"),
-                                                        skipna=False)
-                  for src in sources]
-    modules = [int(src.rsplit("/", 1)[1].split("CH0")[0]) for src in sources]
-    result = xr.concat(per_module, "module").assign_coords(module=modules)
-    return result.assign_coords(trainId=train.train_id).rename("intensity")
+    stacked = train.stack_modules("image.data", MODULES)  # (module, pulse, slow_scan, fast_scan)
+    return stacked.mean(("slow_scan", "fast_scan"), skipna=False).rename("intensity")
 
 
 def pipeline(source, client=None):

@@ -26,8 +26,9 @@ BINS = np.linspace(-1.625, 4.625, 6)  # 5 bins centred on the simulator's delays
 
 def normalised_roi(train):
     """(delay, per-pulse ROI intensity / pulse energy) of one train."""
-    image = train[MODULE, KEY].xarray()  # a view, dims (pulse, slow_scan, fast_scan)
-    intensity = image.isel(ROI).sum(("slow_scan", "fast_scan"), dtype=np.float64)
+    # copies only the ROI of module 0: dims (pulse, slow_scan, fast_scan)
+    image = train.stack_modules(KEY, MODULE, modules=[0], roi=ROI).isel(module=0)
+    intensity = image.sum(("slow_scan", "fast_scan"), dtype=np.float64)
     energy = train[XGM].ndarray()[: intensity.sizes["pulse"]]
     delay = float(train[DELAY].ndarray())
     return delay, intensity / xr.DataArray(energy, dims="pulse")

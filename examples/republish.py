@@ -32,7 +32,8 @@ SOCK = "PUB"  # PUB for displays; REP to serve each request the newest result; P
 
 def results(train, running_mean):
     """This train's ROI sum per pulse and the running mean ROI image, in one Dataset."""
-    roi = train[MODULE, KEY].xarray().isel(ROI)  # a view, dims (pulse, slow_scan, fast_scan)
+    # copies only the ROI of module 0: dims (pulse, slow_scan, fast_scan)
+    roi = train.stack_modules(KEY, MODULE, modules=[0], roi=ROI).isel(module=0)
     running_mean.update(roi.mean("pulse", dtype=np.float64))
     return xr.Dataset({
         "roi_sum": roi.sum(("slow_scan", "fast_scan"), dtype=np.float64),  # keeps trainId

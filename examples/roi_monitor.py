@@ -22,8 +22,8 @@ SPARK = "▁▂▃▄▅▆▇█"
 
 def roi_mean(train):
     """Mean of the ROI over its pixels and all pulses of one train (a labelled scalar)."""
-    image = train[MODULE, KEY].xarray()  # a view, dims (pulse, slow_scan, fast_scan)
-    return image.isel(ROI).mean()
+    # copies only the ROI of module 0: dims (module, pulse, slow_scan, fast_scan)
+    return train.stack_modules(KEY, MODULE, modules=[0], roi=ROI).mean()
 
 
 def sparkline(values):

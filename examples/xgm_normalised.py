@@ -23,8 +23,9 @@ SPARK = "▁▂▃▄▅▆▇█"
 
 def per_pulse(train):
     """ROI intensity per µJ of pulse energy, one value per pulse (dims: pulse)."""
-    image = train[MODULE, KEY].xarray()  # a view, dims (pulse, slow_scan, fast_scan)
-    intensity = image.isel(ROI).sum(("slow_scan", "fast_scan"), dtype=np.float64)
+    # copies only the ROI of module 0: dims (pulse, slow_scan, fast_scan)
+    image = train.stack_modules(KEY, MODULE, modules=[0], roi=ROI).isel(module=0)
+    intensity = image.sum(("slow_scan", "fast_scan"), dtype=np.float64)
     energy = train[XGM].ndarray()[: intensity.sizes["pulse"]]
     return intensity / xr.DataArray(energy, dims="pulse")
 

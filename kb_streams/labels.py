@@ -4,7 +4,7 @@ Detector arrays become zero-copy views with dims ``('pulse', 'slow_scan', 'fast_
 module (JUNGFRAU: ``'cell'``; raw AGIPD files: ``'data_gain'`` after ``'pulse'``), or
 ``('module', 'pulse', 'slow_scan', 'fast_scan')`` for a multi-module source. The axes are moved
 with :func:`numpy.transpose`, which makes a view: labelling a 352-pulse train costs the same as a
-1-pulse one. Only :func:`stack_modules` copies (into one new array).
+1-pulse one. Only :func:`kb_streams.stacking.stack_modules` copies (into one new array).
 
 Other data follows ``KeyData.xarray()`` in extra-data: scalars become 0-d arrays, vectors get
 ``dim_0``, ``dim_1``, ..., and the name is ``'<source>.<key>'``. Per-pulse vectors of a detector
@@ -18,31 +18,26 @@ is known, and attrs ``source``, ``key``, ``timestamp`` (``datetime64[ns]``, NaT 
 
 from __future__ import annotations
 
-import logging
-import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import xarray as xr
 
 from ._dataarray import new_dataarray
 from .layouts import (
-    DETECTORS,
     DetectorSpec,
     Layout,
     LayoutError,
     canonical_order,
     detector_for,
-    full_module_count,
+    from_file_streamer,
     parse_layout,
     pulse_count,
     resolve_layout,
 )
 
-__all__ = ["label_array", "label_source", "stack_modules", "is_metadata_key"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["label_array", "label_source", "is_metadata_key"]
 
 LayoutArg = str | Sequence[str] | None
 RoiArg = slice | tuple[slice, ...] | Mapping[str, slice]
@@ -122,7 +117,8 @@ def _detector_view(arr: np.ndarray, lay: Layout, spec: DetectorSpec, source: str
 
 
 def _labelled(arr: np.ndarray, *, source: str, key: str, source_data: Mapping[str, Any],
-              layout: LayoutArg, spec: DetectorSpec | None, pulse_index: str, where: str
+              layout: LayoutArg, spec: DetectorSpec | None, pulse_index: str, where: str,
+              protocol: str | None = None
               ) -> tuple[np.ndarray, list[str], dict[str, Any], str | None]:
     """``(view, dims, coords, layout name or None)`` of one value: label_array without xarray."""
     lay = None
@@ -131,7 +127,8 @@ def _labelled(arr: np.ndarray, *, source: str, key: str, source_data: Mapping[st
         n_pulses, from_file = pulse_count(spec, source_data)
         lay = resolve_layout(arr.shape, spec, n_pulses=n_pulses,
                              per_module=spec.module_number(source) is not None,
-                             prefer_file=from_file, layout=layout, where=where)
+                             prefer_file=from_file or from_file_streamer(source_data, protocol),
+                             layout=layout, where=where)
     if lay is not None:
         view, dims, coords = _detector_view(arr, lay, spec, source, source_data, pulse_index)
         return view, dims, coords, lay.name
@@ -223,7 +220,8 @@ def label_array(
     view, dims, labels, layout_name = _labelled(
         _as_array(value, where), source=source, key=key,
         source_data={} if source_data is None else source_data, layout=layout,
-        spec=detector_for(source, detector), pulse_index=pulse_index, where=where)
+        spec=detector_for(source, detector), pulse_index=pulse_index, where=where,
+        protocol=protocol)
     attrs: dict[str, Any] = {}
     coords: dict[str, Any] = {}
     _context(attrs, coords, source=source, key=key, train_id=train_id, timestamp=timestamp,
@@ -302,7 +300,7 @@ def label_source(
             continue
         da = label_array(arr, source=source, key=key, source_data=source_data,
                          layout=_layout_for_key(layout, key, arr, spec), detector=spec,
-                         pulse_index=pulse_index, name=key)
+                         pulse_index=pulse_index, name=key, protocol=protocol)
         renames = {}
         for dim, size in da.sizes.items():
             if dim.startswith("dim_") or sizes.get(dim, size) != size:
@@ -321,232 +319,8 @@ def label_source(
     return xr.Dataset(variables, coords=coords, attrs=attrs)
 
 
-def _module_pattern(spec: DetectorSpec | None, pattern: str | None, source: str
-                    ) -> tuple[re.Pattern, int]:
-    if pattern is not None:
-        return re.compile(pattern), spec.first_module if spec else 0
-    if spec is not None:
-        return re.compile(spec.module_re), spec.first_module
-    for family in ("AGIPD", "JUNGFRAU"):
-        if re.search(DETECTORS[family].module_re, source):
-            return re.compile(DETECTORS[family].module_re), DETECTORS[family].first_module
-    raise ValueError(f"cannot find a module number in source {source!r}; pass pattern= (a regex "
-                     "with one group) or detector=")
-
-
-def stack_modules(
-    data: Mapping[str, Mapping[str, Any]],
-    key: str = "image.data",
-    *,
-    modules: int | Iterable[int] | None = None,
-    fill_value: float = np.nan,
-    dtype: Any = None,
-    layout: LayoutArg = None,
-    roi: RoiArg = (),
-    detector: str | DetectorSpec | None = None,
-    pattern: str | None = None,
-    pulse_index: str = "pulseId",
-    train_id: int | None = None,
-    timestamp: Any = None,
-    protocol: str | None = None,
-) -> xr.DataArray:
-    """Stack one key of per-module sources into ``('module', 'pulse', 'slow_scan', 'fast_scan')``.
-
-    This is the one place detector data is copied, once, into a single new array. That array is
-    laid out in memory as the modules arrive (online XTDF data: ``(module, fast_scan,
-    slow_scan, pulse)``), so each module is one straight copy, and the result is a transposed
-    view of it: labelled in EXtra-data's order, whatever the memory order. (``.values`` is
-    then not C-contiguous: ``np.ascontiguousarray``, pickle and Dask make a second, transposing
-    copy of it; reduce before sending it to another process.)
-
-    Parameters
-    ----------
-    data
-        ``{source: {key: value}}`` holding only the module sources to stack (one per module;
-        :meth:`kb_streams.Train.stack_modules` selects them by glob). Sources without ``key``
-        count as missing modules.
-    key
-        The key to stack, e.g. ``'image.data'``, JUNGFRAU ``'data.adc'``.
-    modules
-        The module numbers expected: a count (from the first module number of the family:
-        0 for XTDF, 1 for JUNGFRAU), or the numbers themselves. Default: the detector's full set
-        when the family fixes it (16; 8 for AGIPD500K), else the first number up to the highest
-        module found.
-    fill_value
-        Value for missing modules. NaN (the default) fills float data with NaN and integer data
-        with 0 (integers cannot hold NaN and are not promoted, to keep the one allocation
-        small); the boolean ``module_present`` coordinate tells real modules from filled ones.
-        Pass ``dtype=np.float32`` to get NaN for raw data.
-    dtype
-        dtype of the output (default: the modules' common dtype).
-    layout, detector, pulse_index
-        As for :func:`label_array`, applied to each module.
-    roi
-        Pixels to keep in every module, as extra-data's ``roi``: ``np.s_[ss0:ss1, fs0:fs1]``
-        (slices of ``slow_scan``, then ``fast_scan``), or as ``isel`` takes it:
-        ``{'slow_scan': slice(ss0, ss1), 'fast_scan': slice(fs0, fs1)}``. Only these pixels are
-        copied, so stacking a small ROI of every module is cheap.
-    pattern
-        Regex with one group giving the module number in a source name. Default for the family:
-        ``/(?:DET|CORR)/(\\d+)CH`` for XTDF, ``/(?:DET|CORR)/(?:JNGFR|MODULE_|RECEIVER-)(\\d+)``
-        for JUNGFRAU.
-    train_id, timestamp, protocol
-        As for :func:`label_array`.
-
-    Returns
-    -------
-    xarray.DataArray
-        Coordinates ``module`` (the module numbers), ``module_present`` (bool, on ``module``),
-        the pulse coordinates of the first module present, and ``trainId``.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> data = {f'SPB_DET_AGIPD1M-1/DET/{m}CH0:xtdf': {
-    ...             'image.data': np.full((128, 512, 3), m, np.float32),  # online: (fs, ss, pulse)
-    ...             'image.pulseId': np.arange(3, dtype=np.uint64)}
-    ...         for m in (0, 2)}
-    >>> arr = stack_modules(data, 'image.data', modules=4, train_id=10000)
-    >>> arr.dims, arr.shape
-    (('module', 'pulse', 'slow_scan', 'fast_scan'), (4, 3, 512, 128))
-    >>> arr.module_present.values.tolist(), float(arr[2, 0, 0, 0]), bool(np.isnan(arr[1]).all())
-    ([True, False, True, False], 2.0, True)
-    >>> stack_modules(data, 'image.data', roi=np.s_[198:230, 57:89]).shape
-    (16, 3, 32, 32)
-    """
-    if not data:
-        raise ValueError(f"no sources to stack for key {key!r}")
-    first = next(iter(data))
-    spec = detector_for(first, detector)
-    regex, first_module = _module_pattern(spec, pattern, first)
-    in_train = f" (train {train_id})" if train_id is not None else ""
-
-    found: dict[int, _Module] = {}
-    for source, source_data in data.items():
-        match = regex.search(source)
-        if match is None:
-            raise ValueError(f"source {source!r} has no module number matching {regex.pattern!r}")
-        modno = int(match.group(1))
-        if key not in source_data:
-            continue
-        where = f"source {source!r} key {key!r}{in_train}"
-        view, dims, labels, layout_name = _labelled(
-            _as_array(source_data[key], where), source=source, key=key, source_data=source_data,
-            layout=layout, spec=detector_for(source, spec), pulse_index=pulse_index, where=where)
-        if "module" in dims:
-            raise ValueError(f"source {source!r} key {key!r} already holds several modules "
-                             f"(dims {tuple(dims)}); label it with Train[source, key].xarray()")
-        if modno in found:
-            raise ValueError(f"two sources for module {modno}: {found[modno].source!r} "
-                             f"and {source!r}")
-        found[modno] = _Module(source, _select_pixels(view, dims, roi, where), tuple(dims),
-                               {name: c for name, c in labels.items() if isinstance(c, tuple)},
-                               layout_name or "custom")
-    if not found:
-        raise ValueError(f"none of the sources {sorted(data)} has key {key!r}")
-
-    ref = next(iter(found.values()))
-    for mod in found.values():
-        if mod.dims != ref.dims or mod.view.shape != ref.view.shape:
-            raise ValueError(
-                f"modules differ in shape for key {key!r}: {ref.source!r} has "
-                f"{ref.sizes}, {mod.source!r} has {mod.sizes}{in_train}")
-
-    if modules is None:
-        n = full_module_count(spec, first) if spec is not None else None
-        expected = list(range(first_module, first_module + n)) if n else \
-            list(range(min(first_module, min(found)), max(found) + 1))
-    elif isinstance(modules, int | np.integer):
-        expected = list(range(first_module, first_module + int(modules)))
-    else:
-        expected = [int(m) for m in modules]
-    unexpected = sorted(set(found) - set(expected))
-    if unexpected:
-        raise ValueError(f"modules {unexpected} found in the data are not among the expected "
-                         f"modules {expected}")
-
-    out_dtype = np.dtype(dtype) if dtype is not None else \
-        np.result_type(*[mod.view.dtype for mod in found.values()])
-    fill = _fill_for(fill_value, out_dtype)
-    out = _empty_stack(len(expected), ref.view, out_dtype)
-    casting = "unsafe" if dtype is not None else "same_kind"
-    for i, modno in enumerate(expected):
-        if modno in found:
-            np.copyto(out[i], found[modno].view, casting=casting)
-        else:
-            out[i] = fill
-
-    coords: dict[str, Any] = {
-        "module": ("module", np.asarray(expected)),
-        "module_present": ("module", np.array([m in found for m in expected])),
-    }
-    for name, (dim, values) in ref.coords.items():
-        for mod in found.values():
-            if not np.array_equal(mod.coords[name][1], values):
-                logger.warning("train %s: %s differs between modules %r and %r; using the first",
-                               train_id, name, ref.source, mod.source)
-                break
-        coords[name] = (dim, values)
-    attrs: dict[str, Any] = {}
-    prefix = first.partition("/")[0]
-    _context(attrs, coords, source=prefix, key=key, train_id=train_id, timestamp=timestamp,
-             protocol=protocol)
-    attrs["layout"] = ref.layout
-    attrs["sources"] = [found[m].source for m in expected if m in found]
-    return new_dataarray(out, ("module",) + ref.dims, coords, attrs, f"{prefix}.{key}")
-
-
-class _Module(NamedTuple):
-    """One module to stack: its labelled view (no copy yet) and its per-pulse coordinates."""
-
-    source: str
-    view: np.ndarray
-    dims: tuple[str, ...]
-    coords: dict[str, tuple[str, np.ndarray]]
-    layout: str
-
-    @property
-    def sizes(self) -> dict[str, int]:
-        return dict(zip(self.dims, self.view.shape, strict=True))
-
-
-def _select_pixels(view: np.ndarray, dims: list[str], roi: RoiArg, where: str) -> np.ndarray:
-    """``view`` with ``roi`` (slices of slow_scan, fast_scan) applied: still a view."""
-    if isinstance(roi, Mapping):
-        unknown = set(roi) - {"slow_scan", "fast_scan"}
-        if unknown:
-            raise TypeError(f"roi selects slow_scan and fast_scan only, not {sorted(unknown)}")
-        roi = (roi.get("slow_scan", slice(None)), roi.get("fast_scan", slice(None)))
-    roi = (roi,) if isinstance(roi, slice) else roi
-    if not roi:
-        return view
-    if not isinstance(roi, tuple) or len(roi) > 2 or \
-            not all(isinstance(s, slice) for s in roi):
-        raise TypeError(f"roi must be slices of (slow_scan, fast_scan), e.g. "
-                        f"np.s_[10:60, 100:200], not {roi!r}")
-    if dims[-2:] != ["slow_scan", "fast_scan"]:
-        raise ValueError(f"roi selects pixels, but {where} has dims {tuple(dims)}")
-    return view[(Ellipsis,) + roi + (slice(None),) * (2 - len(roi))]
-
-
-def _empty_stack(n: int, like: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """An uninitialised ``(n,) + like.shape`` array, each ``[i]`` laid out in memory as ``like``.
-
-    The allocation orders its axes as ``like``'s memory does (slowest first: online XTDF gives
-    ``(module, fast_scan, slow_scan, pulse)``), and the transposed view in ``like``'s axis order
-    is returned: copying a module in is then a straight memcpy, not a transposition.
-    """
-    order = sorted(range(like.ndim), key=lambda axis: -abs(like.strides[axis]))
-    base = np.empty((n,) + tuple(like.shape[axis] for axis in order), dtype)
-    return base.transpose((0,) + tuple(1 + order.index(axis) for axis in range(like.ndim)))
-
-
-def _fill_for(fill_value: float, dtype: np.dtype) -> Any:
-    if dtype.kind in "iub" and isinstance(fill_value, float) and np.isnan(fill_value):
-        return dtype.type(0)
-    with np.errstate(invalid="ignore", over="ignore"):
-        fill = np.array(fill_value).astype(dtype)
-    if not (fill == fill_value or (np.isnan(fill_value) if isinstance(fill_value, float)
-                                   else False)):
-        raise ValueError(f"fill_value {fill_value!r} cannot be stored as {dtype}")
-    return fill
+def __getattr__(name: str) -> Any:  # the old import path of stack_modules
+    if name == "stack_modules":
+        from .stacking import stack_modules
+        return stack_modules
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

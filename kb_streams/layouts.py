@@ -30,6 +30,7 @@ __all__ = [
     "canonical_order",
     "detector_for",
     "parse_layout",
+    "from_file_streamer",
     "pulse_count",
     "resolve_layout",
 ]
@@ -259,16 +260,30 @@ def pulse_count(spec: DetectorSpec | None,
 
     Returns ``(n, from_file)``: ``n`` is the length of the first of ``spec.pulse_keys`` present
     (None if none is), ``from_file`` is True when that array is 2-D (files store per-pulse
-    IDs as ``(pulses, 1)``; the bridge pipeline sends ``(pulses,)``).
+    IDs as ``(pulses, 1)``; the bridge pipeline sends ``(pulses,)``) or a scalar (EXtra-data's
+    streamer sends the one entry of a 1-frame train without its frame axis).
     """
     if spec is None:
         return None, False
     for key in spec.pulse_keys:
-        ids = source_data.get(key)
+        if key not in source_data:
+            continue
+        ids = source_data[key]
         shape = getattr(ids, "shape", None)
         if shape:
             return int(shape[0]), len(shape) == 2
+        if isinstance(ids, int | float) or shape == ():
+            return 1, True
     return None, False
+
+
+def from_file_streamer(source_data: Mapping[str, Any], protocol: str | None) -> bool:
+    """Whether a source came from EXtra-data's file streamer (``karabo-bridge-serve-files``).
+
+    The streamer repeats each source's metadata inside its data (``'metadata'``) under protocol
+    2.2, where the live bridge sends it in the header only; such data has the file layout.
+    """
+    return protocol == "2.2" and isinstance(source_data.get("metadata"), Mapping)
 
 
 def _fits(dims: Dims, shape: tuple[int, ...], spec: DetectorSpec, n_pulses: int | None) -> bool:
@@ -320,8 +335,11 @@ def resolve_layout(
         The source carries one module (its name has a module number): multi-module layouts are
         not considered. Otherwise multi-module layouts are tried first.
     prefer_file
-        When several layouts fit (e.g. LPD with 256 pulses), prefer the file layout over the
-        online one. Default: prefer online, the calibration pipeline's layout.
+        The message shows it holds file data (per-pulse IDs shaped ``(pulses, 1)``, or the
+        metadata EXtra-data's streamer puts in the data, see :func:`from_file_streamer`): when
+        several layouts fit (e.g. LPD with 256 pulses), take the file one. Without such
+        evidence, a shape that fits layouts with different axes raises :class:`LayoutError`
+        asking for ``layout=``: never a silent guess.
     layout
         ``None`` to detect; a layout name (``'online'``, ``'file'``, ``'file-raw'``,
         ``'labelled'``) to pick among the known ones; or explicit dims (``'pulse,ss,fs'``).
@@ -341,10 +359,10 @@ def resolve_layout(
     Examples
     --------
     >>> lpd = DETECTORS['LPD']
-    >>> resolve_layout((256, 256, 256), lpd, n_pulses=256).name
-    'online'
     >>> resolve_layout((256, 256, 256), lpd, n_pulses=256, prefer_file=True).name
     'file'
+    >>> resolve_layout((256, 256, 256), lpd, n_pulses=256, layout='online').name
+    'online'
     >>> resolve_layout((256, 256, 10), lpd, n_pulses=10).dims
     ('fast_scan', 'slow_scan', 'pulse')
     >>> resolve_layout((10, 256, 256), lpd, layout='p,ss,fs').dims
@@ -369,21 +387,29 @@ def resolve_layout(
         candidates = [lay for lay in candidates if lay.name == layout.strip()]
     if per_module:
         candidates = [lay for lay in candidates if not lay.combined]
-    else:
-        candidates.sort(key=lambda lay: not lay.combined)  # stable: multi-module first
-    if prefer_file:
-        candidates.sort(key=lambda lay: not lay.name.startswith("file"))
-    for lay in candidates:
-        if _fits(lay.dims, shape, spec, n_pulses):
-            return lay
-    if layout is not None:
+    fitting = [lay for lay in candidates if _fits(lay.dims, shape, spec, n_pulses)]
+    if prefer_file and any(lay.name.startswith("file") for lay in fitting):
+        fitting = [lay for lay in fitting if lay.name.startswith("file")]
+    if not fitting and layout is not None:
         expected = ", ".join(str(lay.dims) for lay in candidates) or "none for this source"
         raise LayoutError(
             f"array{where_txt} of shape {shape} does not fit the {layout!r} layout of "
             f"{spec.name} (module {spec.module_shape}"
             + (f", {n_pulses} {spec.pulse_dim}s" if n_pulses is not None else "")
             + f"); expected one of: {expected}")
-    return None
+    if len({canonical_order(lay.dims) + _axis_names(lay.dims) for lay in fitting}) > 1:
+        names = " or ".join(f"{lay.name!r} {lay.dims}" for lay in fitting)
+        raise LayoutError(
+            f"array{where_txt} of shape {shape} fits several {spec.name} layouts ({names}) and "
+            "nothing in the message tells which one it is; pass layout= (e.g. layout='online' "
+            "for the calibration pipeline, layout='file' for data from files)")
+    if not per_module:
+        fitting.sort(key=lambda lay: not lay.combined)  # stable: multi-module first
+    return fitting[0] if fitting else None
+
+
+def _axis_names(dims: Dims) -> tuple[str, ...]:
+    return tuple(dims[i] for i in canonical_order(dims))
 
 
 def canonical_order(dims: Dims) -> tuple[int, ...]:

@@ -281,8 +281,7 @@ class from_karabo_bridge(ForgetValues, Source):
             try:
                 semaphore = (asyncio.Semaphore(self.max_in_flight)
                              if self.max_in_flight is not None else None)
-                self._client = AsyncClient(self.endpoint, sock=self.sock, timeout=self.timeout,
-                                           prefetch=self.prefetch, **self.client_kwargs)
+                self._client = self._open_client()
                 try:
                     while not self.stopped and generation == self._generation:
                         await self._step(semaphore)
@@ -298,6 +297,11 @@ class from_karabo_bridge(ForgetValues, Source):
                     if not ended:
                         self.stopped = True  # so that start() can run it again
                     self._finished.set()
+
+    def _open_client(self) -> AsyncClient:
+        """Where the trains come from (the recorded-run source reads a run instead)."""
+        return AsyncClient(self.endpoint, sock=self.sock, timeout=self.timeout,
+                           prefetch=self.prefetch, **self.client_kwargs)
 
     def _run_lock(self) -> asyncio.Lock:
         if self._lock is None:

@@ -21,7 +21,9 @@ import numpy as np
 import xarray as xr
 
 from .errors import KBStreamsError
-from .labels import LayoutArg, RoiArg, is_metadata_key, label_array, label_source, stack_modules
+from .keydata import keydata_xarray
+from .labels import LayoutArg, RoiArg, is_metadata_key, label_source
+from .stacking import stack_modules
 
 __all__ = ["Train", "SourceData", "KeyData", "SourceNameError", "PropertyNameError",
            "train_id_of"]
@@ -96,6 +98,9 @@ def _timestamp(meta: Mapping[str, Any]) -> np.datetime64:
 class KeyData:
     """One key of one source in a train: ``train[source, key]``.
 
+    ``key`` is spelled as in EXtra-data: a control key is found without its ``.value`` suffix
+    (``'beamPosition.ixPos'`` reads ``'beamPosition.ixPos.value'``).
+
     Examples
     --------
     >>> import numpy as np
@@ -108,25 +113,57 @@ class KeyData:
     ('dim_0',)
     """
 
-    def __init__(self, train: Train, source: str, key: str) -> None:
+    def __init__(self, train: Train, source: str, key: str, stored_key: str | None = None
+                 ) -> None:
         self.train = train
         self.source = source
         self.key = key
+        self._stored_key = stored_key or key
 
     @property
     def value(self) -> Any:
         """The value as received (array, number, string, list, ...)."""
-        return self.train.data[self.source][self.key]
+        return self.train.data[self.source][self._stored_key]
 
     @property
     def name(self) -> str:
         """``'<source>.<key>'``, as extra-data names arrays."""
         return f"{self.source}.{self.key}"
 
-    def ndarray(self) -> np.ndarray:
-        """The array itself (no copy); other values through :func:`numpy.asarray`."""
-        value = self.value
-        return value if isinstance(value, np.ndarray) else np.asarray(value)
+    def xarray(self, extra_dims: Sequence[str] | None = None, roi: Any = (),
+               name: str | None = None, extra_coords: Any = None, *,
+               layout: LayoutArg = None) -> xr.DataArray:
+        """This key as EXtra-data's ``KeyData.xarray()`` gives it for this train.
+
+        The same dims, coordinates, dtype and name as ``run[source, key].xarray(extra_dims,
+        roi, name).sel(trainId=train_id)`` offline (see :mod:`kb_streams.keydata`). Detector
+        labels (``module``, ``pulse``, ``slow_scan``, ...) come from the detector objects in
+        :mod:`kb_streams.components`, or :meth:`Train.stack_modules`, as in EXtra-data.
+
+        Parameters
+        ----------
+        extra_dims
+            Names of the dims of one entry (default ``dim_0``, ``dim_1``, ...).
+        roi
+            Slices of one entry (all its axes, e.g. ``np.s_[0, 10:60, 100:200]`` for raw AGIPD).
+        name
+            Array name, default ``'<source>.<key>'``.
+        extra_coords
+            ``True`` for position coordinates on the entry's dims (the default with
+            ``extra_dims``), or ``{dim: values}``, as EXtra-data.
+        layout
+            Only for detector data whose layout the message cannot tell (``'online'``,
+            ``'file'`` or the dims, as for :func:`kb_streams.labels.label_array`).
+        """
+        return keydata_xarray(self.value, source=self.source, key=self.key,
+                              source_data=self.train.data[self.source],
+                              train_id=self.train.train_id,
+                              protocol=self.train.protocol_version, extra_dims=extra_dims,
+                              roi=roi, name=name, extra_coords=extra_coords, layout=layout)
+
+    def ndarray(self, roi: Any = (), *, layout: LayoutArg = None) -> np.ndarray:
+        """The values of :meth:`xarray` (no copy unless the value is not an array)."""
+        return self.xarray(roi=roi, layout=layout).data
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -147,29 +184,8 @@ class KeyData:
     @property
     def nbytes(self) -> int:
         """Size of the array data in bytes."""
-        return int(self.ndarray().nbytes)
-
-    def xarray(self, layout: LayoutArg = None, *, detector: str | None = None,
-               pulse_index: str = "pulseId", name: str | None = None) -> xr.DataArray:
-        """A labelled view: see :func:`kb_streams.labels.label_array`.
-
-        Parameters
-        ----------
-        layout
-            ``None`` to detect; ``'online'``, ``'file'``, ``'file-raw'``, ``'labelled'``; or the
-            dims of the received array (``'pulse,ss,fs'``).
-        detector
-            Detector family when the source name does not tell (``'LPD'``, ``'JUNGFRAU'``, ...).
-        pulse_index
-            ``'pulseId'`` (dim ``pulse``) or ``'cellId'`` (dim ``cell``) for XTDF detectors.
-        name
-            Array name, default ``'<source>.<key>'``.
-        """
-        return label_array(self.value, source=self.source, key=self.key,
-                           source_data=self.train.data[self.source],
-                           train_id=self.train.train_id, timestamp=self.train.timestamp,
-                           protocol=self.train.protocol_version, layout=layout,
-                           detector=detector, pulse_index=pulse_index, name=name)
+        value = self.value
+        return int(value.nbytes if isinstance(value, np.ndarray) else np.asarray(value).nbytes)
 
     def __repr__(self) -> str:
         return (f"<KeyData {self.name} shape={self.shape} dtype={self.dtype} "
@@ -207,17 +223,19 @@ class SourceData:
         return sorted(k for k in self.data if not is_metadata_key(k))
 
     def __contains__(self, key: object) -> bool:
-        return key in self.data
+        return key in self.data or (isinstance(key, str) and f"{key}.value" in self.data)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.keys())
 
     def __getitem__(self, key: str) -> KeyData:
-        if key not in self.data:
-            raise PropertyNameError(
-                f"train {self.train.train_id}: source {self.source!r} has no key {key!r}"
-                + _close(key, self.keys()))
-        return KeyData(self.train, self.source, key)
+        if key in self.data:
+            return KeyData(self.train, self.source, key)
+        if f"{key}.value" in self.data:  # a control key, spelled as EXtra-data spells it
+            return KeyData(self.train, self.source, key, f"{key}.value")
+        raise PropertyNameError(
+            f"train {self.train.train_id}: source {self.source!r} has no key {key!r}"
+            + _close(key, self.keys()))
 
     def xarray(self, layout: Any = None, *, keys: Iterable[str] | None = None,
                detector: str | None = None, pulse_index: str = "pulseId") -> xr.Dataset:
@@ -275,8 +293,8 @@ class Train:
     >>> train = Train(data, meta, protocol_version='2.2')
     >>> train.train_id, train.timestamp
     (10000, np.datetime64('2026-11-25T13:12:36.759750800'))
-    >>> train['SPB_DET_AGIPD1M-1/DET/0CH0:xtdf', 'image.data'].xarray().dims
-    ('pulse', 'slow_scan', 'fast_scan')
+    >>> train['SPB_DET_AGIPD1M-1/DET/0CH0:xtdf', 'image.data'].xarray().dims   # as EXtra-data
+    ('trainId', 'dim_0', 'dim_1')
     """
 
     def __init__(self, data: Mapping[str, Mapping[str, Any]],

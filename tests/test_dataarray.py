@@ -6,6 +6,7 @@ import xarray as xr
 
 from kb_streams import _dataarray
 from kb_streams._dataarray import new_dataarray
+from kb_streams.labels import label_array
 from kb_streams.simulate import simulate
 from kb_streams.train import Train
 
@@ -53,7 +54,8 @@ def test_labelled_trains_match_the_public_constructor():
     """Every detector module of a simulated train, labelled, equals the public construction."""
     train = Train(*next(simulate("LPD-modules", pulses=5, pool_size=1)))
     for source in train.select("*/DET/*", "image.data").sources:
-        da = train[source, "image.data"].xarray()
+        da = label_array(train[source, "image.data"].value, source=source, key="image.data",
+                         source_data=train.data[source], train_id=train.train_id)
         rebuilt = xr.DataArray(da.data, dims=da.dims, attrs=da.attrs, name=da.name,
                                coords={name: (c.dims, c.data) if c.dims else c.data
                                        for name, c in da.coords.items()})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import tracemalloc
 
 import numpy as np
@@ -69,7 +70,13 @@ def test_lpd_layout_is_found_from_pulse_ids_not_shape(n_pulses):
     """256 x 256 LPD modules defeat shape heuristics (protocol.md §5.3)."""
     online = _counting((256, 256, n_pulses))  # (fs, ss, pulse)
     data = {"image.data": online, "image.pulseId": np.arange(n_pulses, dtype=np.uint64)}
-    da = _label(LPD.format(0), "image.data", data)
+    if n_pulses == 256:  # (256, 256, 256) fits (fs, ss, pulse) and (pulse, ss, fs): never guess
+        with pytest.raises(LayoutError, match="layout="):
+            _label(LPD.format(0), "image.data", data)
+        da = label_array(data["image.data"], source=LPD.format(0), key="image.data",
+                         source_data=data, layout="online")
+    else:
+        da = _label(LPD.format(0), "image.data", data)
     assert da.attrs["layout"] == "online"
     assert da.values[1, 2, 3] == online[3, 2, 1]
     file_like = _counting((n_pulses, 256, 256))
@@ -80,11 +87,14 @@ def test_lpd_layout_is_found_from_pulse_ids_not_shape(n_pulses):
     assert da.values[1, 2, 3] == file_like[1, 2, 3]
 
 
-def test_ambiguous_pulse_count_prefers_online_unless_told():
+def test_ambiguous_pulse_count_raises_unless_told():
     """AGIPD with 128 pulses: (128, 512, 128) fits both the online and the file layout."""
     arr = _counting((128, 512, 128))
     data = {"image.data": arr, "image.pulseId": np.arange(128, dtype=np.uint64)}
-    assert _label(AGIPD.format(0), "image.data", data).attrs["layout"] == "online"
+    with pytest.raises(LayoutError, match="layout='online'"):
+        _label(AGIPD.format(0), "image.data", data)
+    assert _label(AGIPD.format(0), "image.data", data, layout="online").attrs["layout"] == \
+        "online"
     forced = _label(AGIPD.format(0), "image.data", data, layout="file")
     assert forced.attrs["layout"] == "file" and forced.values[1, 2, 3] == arr[1, 2, 3]
     custom = _label(AGIPD.format(0), "image.data", data, layout="pulse,ss,fs")
@@ -93,7 +103,7 @@ def test_ambiguous_pulse_count_prefers_online_unless_told():
                         layout=("fast_scan", "slow_scan", "pulse"))
     assert tuple_form.values[1, 2, 3] == arr[3, 2, 1]
     ds = label_source({**data, "image.gain": arr}, source=AGIPD.format(0),
-                      layout={"image.data": "file"})
+                      layout={"image.data": "file", "image.gain": "online"})
     assert ds["image.data"].attrs["layout"] == "file"
     assert ds["image.gain"].attrs["layout"] == "online"
     ds = label_source({**data, "ragged": [[1], [2, 3]]}, source=AGIPD.format(0), layout="p,ss,fs")
@@ -154,10 +164,10 @@ def test_reference_simulator_layouts_agree():
         data, meta = next(data_generator("AGIPD", raw=True, datagen="zeros", data_like=data_like))
         train = Train(data, meta)
         (source,) = train.sources
-        da = train[source, "image.data"].xarray()
+        da = _label(source, "image.data", train.data[source])
         assert da.dims == ("module",) + PER_MODULE_DIMS and da.shape == (16, 64, 512, 128)
         assert np.shares_memory(da.data, data[source]["image.data"])
-        gain = train[source, "image.gain"].xarray()  # single-module (fs, ss, pulse) quirk
+        gain = _label(source, "image.gain", train.data[source])  # single-module quirk
         assert gain.dims == PER_MODULE_DIMS
 
 
@@ -394,7 +404,7 @@ def test_file_train_matches_extra_data(mock_run):
     train = Train(data)  # no meta: read from data[src]['metadata']
     assert train.train_id == tid
 
-    image = train[AGIPD.format(0), "image.data"].xarray()
+    image = _label(AGIPD.format(0), "image.data", train.data[AGIPD.format(0)])
     assert image.dims == ("pulse", "data_gain", "slow_scan", "fast_scan")
     assert np.shares_memory(image.data, data[AGIPD.format(0)]["image.data"])
 
@@ -408,9 +418,49 @@ def test_file_train_matches_extra_data(mock_run):
     np.testing.assert_array_equal(ours.values, ed.values)
     np.testing.assert_array_equal(ours.pulse.values, ed.pulse.values)
 
-    adc = train["SPB_IRDA_JF4M/DET/JNGFR01:daqOutput", "data.adc"].xarray()
+    adc = _label("SPB_IRDA_JF4M/DET/JNGFR01:daqOutput", "data.adc",
+                 train.data["SPB_IRDA_JF4M/DET/JNGFR01:daqOutput"])
     assert adc.dims == ("cell", "slow_scan", "fast_scan") and int(adc.module) == 1
 
     ds = train[AGIPD.format(3)].xarray()
     assert isinstance(ds, xr.Dataset) and int(ds.trainId) == tid
     assert ds["image.cellId"].dims == ("pulse", "image.cellId.dim_0")
+
+
+MODULE_SHAPES = {"AGIPD": (512, 128), "LPD": (256, 256), "DSSC": (128, 512)}
+XTDF_SOURCES = {"AGIPD": "SPB_DET_AGIPD1M-1/DET/0CH0:xtdf", "LPD": "FXE_DET_LPD1M-1/DET/0CH0:xtdf",
+                "DSSC": "SCS_DET_DSSC1M-1/DET/0CH0:xtdf"}
+
+
+@pytest.mark.parametrize("n", [1, 64, 128, 256, 352, 512])
+@pytest.mark.parametrize("family", sorted(MODULE_SHAPES))
+@pytest.mark.parametrize("kind", ["online", "file-corrected", "file-raw"])
+def test_every_frame_count_is_labelled_right_or_refused(family, n, kind):
+    """1 to 512 frames: the right axes, or a LayoutError asking for layout= -- never a swap."""
+    ss, fs = MODULE_SHAPES[family]
+    ids = np.arange(n, dtype=np.uint64)
+    if kind == "online":  # the calibration pipeline: (fs, ss, pulse), IDs (n,)
+        arr = np.zeros((fs, ss, n), np.uint8)
+        data, expected = {"image.pulseId": ids}, arr.transpose(2, 1, 0)
+    elif kind == "file-corrected":  # EXtra-data's streamer: (pulse, ss, fs), its metadata
+        arr = np.zeros((n, ss, fs), np.uint8)
+        data, expected = {"image.pulseId": ids, "metadata": {"source": "x"}}, arr
+    else:  # raw files: (pulse, gain, ss, fs), IDs (n, 1)
+        arr = np.zeros((n, 2 if family == "AGIPD" else 1, ss, fs), np.uint8)
+        data, expected = {"image.pulseId": ids[:, None]}, arr
+    rng = np.random.default_rng(n)
+    probes = [tuple(int(rng.integers(size)) for size in expected.shape) for _ in range(8)]
+    for value, index in enumerate(probes, 1):
+        expected[index] = value  # through the view: the pixel at (pulse, [gain,] ss, fs)
+    data["image.data"] = arr
+    label = functools.partial(label_array, arr, source=XTDF_SOURCES[family], key="image.data",
+                              source_data=data, protocol="2.2")
+    if kind == "online" and (n, ss, fs) == (fs, ss, n):  # fits (fs, ss, pulse) and (pulse, ss, fs)
+        with pytest.raises(LayoutError, match="layout="):
+            label()
+        da = label(layout="online")
+    else:
+        da = label()
+    assert da.dims[0] == "pulse" and da.dims[-2:] == ("slow_scan", "fast_scan")
+    assert da.shape == expected.shape and np.shares_memory(da.values, arr)
+    assert [int(da.values[index]) for index in probes] == list(range(1, 9))

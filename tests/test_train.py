@@ -10,6 +10,7 @@ import pytest
 import xarray as xr
 from karabo_bridge import Client, ServerInThread, deserialize, serialize
 
+from kb_streams.components import AGIPD1M
 from kb_streams.errors import KBStreamsError
 from kb_streams.protocol import Message
 from kb_streams.train import PropertyNameError, SourceNameError, Train
@@ -198,7 +199,7 @@ def test_source_dataset_and_key_array():
     assert np.shares_memory(ds["image.data"].values, train.data[DET]["image.data"])
     da = train[XGM, "data.intensityTD"].xarray()
     assert da.name == f"{XGM}.data.intensityTD" and da.dims == ("dim_0",)
-    assert da.attrs["timestamp"] == train.timestamp
+    assert da.attrs == {}  # as EXtra-data's KeyData.xarray(); the time is train.timestamp
     mixed = train[MOTOR].xarray()
     assert mixed["name"].item() == "delay" and float(mixed["actualPosition"]) == 1.25
     with pytest.raises(PropertyNameError):
@@ -217,11 +218,14 @@ def test_train_from_reference_serializer(version):
     train = Train(got_data, got_meta, protocol_version=version)
     assert train.train_id == 10011
     assert int(train.timestamp.astype("int64")) == 1795612356_759750800
-    da = train[DET, "image.data"].xarray()
-    assert da.dims == ("pulse", "slow_scan", "fast_scan")
-    assert da.pulse.values.tolist() == [10, 12]
+    da = train[DET, "image.data"].xarray()  # as EXtra-data would read it from a file
+    assert da.dims == ("trainId", "dim_0", "dim_1")
+    assert da.trainId.values.tolist() == [10011, 10011]
     assert np.shares_memory(da.values, got_data[DET]["image.data"])
     np.testing.assert_array_equal(da.values, data[DET]["image.data"].transpose(2, 1, 0))
+    labelled = AGIPD1M(train).get_array("image.data")  # detector labels: the detector object
+    assert labelled.dims == ("module", "pulse", "slow_scan", "fast_scan")
+    assert labelled.pulse.values.tolist() == [10, 12] and int(labelled.train) == 10011
 
 
 def test_train_over_a_real_socket(tcp_endpoint):
@@ -234,8 +238,9 @@ def test_train_over_a_real_socket(tcp_endpoint):
     train = Train(got_data, got_meta)
     assert train.train_id == 10020
     image = train[DET, "image.data"]
-    assert image.ndarray() is got_data[DET]["image.data"]
-    assert np.shares_memory(image.xarray().values, image.ndarray())
+    assert image.value is got_data[DET]["image.data"]
+    assert np.shares_memory(image.xarray().values, image.value)  # a view
+    assert image.ndarray().shape == (3, 512, 128)  # EXtra-data's (frame, ss, fs)
 
 
 def test_train_id_of_a_reduction_result_is_its_last_train():
