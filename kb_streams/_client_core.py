@@ -43,7 +43,8 @@ from zmq.utils.monitor import recv_monitor_message
 
 from ._malloc import tune_malloc_once
 from .errors import ProtocolError
-from .protocol import Message, decode
+from ._recv_bounded import TooManyParts, recv_parts
+from .protocol import DEFAULT_LIMITS, Limits, Message, decode
 from .stats import StreamStats
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ class ClientCore:
         *,
         prefetch: int = 1,
         hwm: int = 1,
+        limits: Limits | None = None,
     ) -> None:
         if ser != "msgpack":
             raise NotImplementedError(f"Only serialization supported is msgpack, not {ser!r}")
@@ -117,6 +119,7 @@ class ClientCore:
         self.timeout_ms = None if timeout is None else int(timeout * 1000)
         self.prefetch = int(prefetch)
         self.hwm = int(hwm)
+        self.limits = DEFAULT_LIMITS if limits is None else limits
         self.stats = StreamStats()
         self.in_flight = 0
         self.closed = False
@@ -275,7 +278,13 @@ class ClientCore:
         # Checking EVENTS is much cheaper than catching zmq.Again.
         if not self.socket.get(zmq.EVENTS) & zmq.POLLIN:
             return None
-        return self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
+        try:  # one more part than the codec allows: the REQ envelope delimiter
+            return recv_parts(self.socket, self.limits.max_parts + 1)
+        except TooManyParts:
+            self.stats.decode_errors += 1
+            self.reconnect("message over Limits.max_parts")  # drops the rest of it unread
+            raise ProtocolError(f"message from {self.endpoint} has more than "
+                                f"{self.limits.max_parts} parts (Limits.max_parts)") from None
 
     def _decode(self, frames: list[zmq.Frame], dropped: int) -> Message:
         try:
@@ -285,7 +294,7 @@ class ClientCore:
                         "reply does not start with an empty envelope delimiter", part=0
                     )
                 frames = frames[1:]
-            message = decode(frames)
+            message = decode(frames, self.limits)
         except ProtocolError:
             self.stats.decode_errors += 1
             self.stats.dropped += dropped

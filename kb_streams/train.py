@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .errors import KBStreamsError
+from .errors import PropertyNameError, SourceNameError
 from .labels import LayoutArg, RoiArg, is_metadata_key, label_array, label_source, stack_modules
 
 __all__ = ["Train", "SourceData", "KeyData", "SourceNameError", "PropertyNameError",
@@ -31,19 +31,6 @@ logger = logging.getLogger(__name__)
 NAT = np.datetime64("NaT", "ns")
 _warned_conflicts: set[str] = set()
 _WARNED_MAX = 256
-
-
-class _LookupError(KBStreamsError, KeyError):
-    def __str__(self) -> str:  # KeyError would repr() the message
-        return str(self.args[0]) if self.args else ""
-
-
-class SourceNameError(_LookupError):
-    """A source the train does not have. A :class:`KeyError`, as in extra-data."""
-
-
-class PropertyNameError(_LookupError):
-    """A key a source does not have. A :class:`KeyError`, as in extra-data."""
 
 
 def _close(name: str, candidates: Iterable[str]) -> str:
