@@ -42,8 +42,8 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from ._malloc import tune_malloc_once
-from .errors import ProtocolError
 from ._recv_bounded import TooManyParts, recv_parts
+from .errors import ProtocolError
 from .protocol import DEFAULT_LIMITS, Limits, Message, decode
 from .stats import StreamStats
 

@@ -112,7 +112,8 @@ def _descr_to_dtype(descr: Any, depth: int) -> np.dtype:
             try:
                 ftype = np.dtype(ftype)
             except Exception:
-                raise Invalid(f"unknown dtype {ftype[:80]!r} in field {shorten(name, 80)}") from None
+                raise Invalid(f"unknown dtype {ftype[:80]!r} in field "
+                              f"{shorten(name, 80)}") from None
         elif isinstance(ftype, (list, tuple)):
             ftype = _descr_to_dtype(ftype, depth + 1)
         else:

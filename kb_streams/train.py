@@ -22,6 +22,7 @@ import xarray as xr
 
 from .errors import PropertyNameError, SourceNameError
 from .labels import LayoutArg, RoiArg, is_metadata_key, label_array, label_source, stack_modules
+from .protocol import find_train_id, source_meta
 
 __all__ = ["Train", "SourceData", "KeyData", "SourceNameError", "PropertyNameError",
            "train_id_of"]
@@ -42,21 +43,6 @@ def _close(name: str, candidates: Iterable[str]) -> str:
     shown = ", ".join(repr(c) for c in sorted(candidates)[:10])
     return f"; available: {shown}" + (" ..." if len(candidates) > 10 else "") if candidates \
         else "; there are none"
-
-
-def source_meta(source: str, data: Mapping[str, Any], meta: Mapping[str, Any]) -> dict:
-    """Metadata of one source wherever the protocol version put it: in ``meta``, or inside the
-    data under ``'metadata'`` (1.0, 2.0, extra-data's streamer) or ``'metadata.*'`` (2.1)."""
-    found = meta.get(source)
-    if found:
-        return dict(found)
-    source_data = data.get(source, {})
-    nested = source_data.get("metadata")  # 1.0, 2.0, extra-data's streamer
-    if isinstance(nested, Mapping) and nested:
-        return dict(nested)
-    flat = {k[len("metadata."):]: v for k, v in source_data.items()  # 2.1
-            if k.startswith("metadata.")}
-    return flat
 
 
 def _timestamp(meta: Mapping[str, Any]) -> np.datetime64:
@@ -503,9 +489,9 @@ def train_id_of(item: Any) -> int | None:
             return int(item["trainId"]) if "trainId" in item else None
         if isinstance(item, tuple):
             if len(item) == 2 and isinstance(item[1], Mapping):
-                for source_meta in item[1].values():
-                    if isinstance(source_meta, Mapping) and "timestamp.tid" in source_meta:
-                        return int(source_meta["timestamp.tid"])
+                found = find_train_id(item[0], item[1])
+                if found is not None:
+                    return found
             for part in item:
                 found = train_id_of(part)
                 if found is not None:

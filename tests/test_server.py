@@ -16,8 +16,12 @@ import zmq
 import zmq.asyncio
 from _waiting import wait_for
 
+from kb_streams._serving import NextItem as _NextItem
+from kb_streams._serving import Pacer as _Pacer
+from kb_streams._serving import Poll as _Poll
+from kb_streams._serving import Send as _Send
 from kb_streams.protocol import decode
-from kb_streams.server import BridgeServer, ServerStats, _NextItem, _Pacer, _Poll, _Send
+from kb_streams.server import BridgeServer, ServerStats
 
 SOURCE = "SPB_DET_AGIPD1M-1/DET/0CH0:xtdf"
 READER = {"REP": zmq.REQ, "PUB": zmq.SUB, "PUSH": zmq.PULL}
