@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ._protocol_limits import DEFAULT_LIMITS
-from .errors import shorten
+from .errors import Invalid, shorten
 
 #: numpy's own limit on the number of dimensions.
 MAX_NDIM = 64
@@ -24,10 +24,6 @@ MAX_DTYPE_CHARS = 4096
 #: Deepest nesting of structured dtypes accepted.
 MAX_DTYPE_DEPTH = 8
 _MAX_DIM = 2**63 - 1
-
-
-class Invalid(ValueError):
-    """Something in a message (or in data to encode) breaks the protocol; the text says what."""
 
 
 def parse_dtype(spec: Any, max_fields: int = DEFAULT_LIMITS.max_dtype_fields) -> np.dtype:

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import zmq
 
+from .errors import TooManyParts
+
 __all__ = ["TooManyParts", "recv_parts"]
-
-
-class TooManyParts(Exception):
-    """The message being received has more parts than allowed; the rest is still unread."""
 
 
 def recv_parts(socket: zmq.Socket, max_parts: int, flags: int = zmq.NOBLOCK) -> list[zmq.Frame]:

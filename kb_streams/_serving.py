@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import zmq
 import zmq.asyncio
 
+from .errors import Unsendable
 from .protocol import encode, find_train_id
 from .stats import ServerStats
 
@@ -104,10 +105,6 @@ Step = Sleep | Poll | NextItem | Receive | Reply | Send
 _T = TypeVar("_T")
 Steps = Generator[Step, Any, _T]
 Prepared = tuple[list[Any], int | None]
-
-
-class Unsendable(ValueError):
-    """An item the server cannot send; the text says why."""
 
 
 def prepare(item: Any, protocol_version: str, dummy_timestamps: bool) -> Prepared:

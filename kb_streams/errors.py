@@ -111,3 +111,25 @@ class PropertyNameError(_LookupError):
 
 class LayoutError(KBStreamsError, ValueError):
     """An array does not fit the layout asked for (or any layout known for its detector)."""
+
+
+class BenchmarkNotFound(KBStreamsError):
+    """``kb-streams bench``: no benchmarks directory, or no benchmark of that name."""
+
+
+# -- internal signals: caught inside kb_streams, never raised to a caller -----------------------
+
+
+class Invalid(ValueError):
+    """Something in a message (or in data to encode) breaks the protocol; the text says what.
+
+    The codec turns it into a :class:`ProtocolError` that also names part, source, key and train.
+    """
+
+
+class TooManyParts(Exception):
+    """The message being received has more parts than allowed; the rest is still unread."""
+
+
+class Unsendable(ValueError):
+    """An item a bridge server cannot send; the text says why (the server logs and skips it)."""
