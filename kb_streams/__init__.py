@@ -20,16 +20,16 @@ __version__ = "0.1.0"
 
 from .client import AsyncClient, Client
 from .errors import KBStreamsError, ProtocolError
-from .protocol import Message, decode, deserialize, encode, serialize
+from .protocol import Limits, Message, decode, deserialize, encode, serialize
 from .server import BridgeServer
 from .stats import StreamStats
 
 # public name -> module that defines it, imported on first attribute access
 _LAZY = {
     "Train": "train",
-    "SourceNameError": "train",
-    "PropertyNameError": "train",
-    "LayoutError": "layouts",
+    "SourceNameError": "errors",
+    "PropertyNameError": "errors",
+    "LayoutError": "errors",
     "label_array": "labels",
     "stack_modules": "stacking",
     "Reduction": "reduce",
@@ -73,6 +73,7 @@ __all__ = [
     "BridgeServer",
     "Client",
     "KBStreamsError",
+    "Limits",
     "Message",
     "ProtocolError",
     "StreamStats",

@@ -54,8 +54,9 @@ from zmq.utils.monitor import recv_monitor_message
 
 from ._malloc import tune_malloc_once
 from ._newest import NewestReceiver
+from ._recv_bounded import TooManyParts, recv_parts
 from .errors import ProtocolError
-from .protocol import Message, decode
+from .protocol import DEFAULT_LIMITS, Limits, Message, decode
 from .stats import StreamStats
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,7 @@ class ClientCore:
         *,
         prefetch: int = 1,
         hwm: int = 1,
+        limits: Limits | None = None,
     ) -> None:
         if ser != "msgpack":
             raise NotImplementedError(f"Only serialization supported is msgpack, not {ser!r}")
@@ -131,6 +133,7 @@ class ClientCore:
         self.timeout_ms = None if timeout is None else int(timeout * 1000)
         self.prefetch = int(prefetch)
         self.hwm = int(hwm)
+        self.limits = DEFAULT_LIMITS if limits is None else limits
         self.stats = StreamStats()
         self.in_flight = 0
         # complete replies taken off a socket about to be replaced, oldest first
@@ -314,7 +317,13 @@ class ClientCore:
         # Checking EVENTS is much cheaper than catching zmq.Again.
         if not self.socket.get(zmq.EVENTS) & zmq.POLLIN:
             return None
-        return self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
+        try:  # one more part than the codec allows: the REQ envelope delimiter
+            return recv_parts(self.socket, self.limits.max_parts + 1)
+        except TooManyParts:
+            self.stats.decode_errors += 1
+            self.reconnect("message over Limits.max_parts")  # drops the rest of it unread
+            raise ProtocolError(f"message from {self.endpoint} has more than "
+                                f"{self.limits.max_parts} parts (Limits.max_parts)") from None
 
     def _decode(self, frames: list[zmq.Frame], dropped: int) -> Message:
         try:
@@ -324,7 +333,7 @@ class ClientCore:
                         "reply does not start with an empty envelope delimiter", part=0
                     )
                 frames = frames[1:]
-            message = decode(frames)
+            message = decode(frames, self.limits)
         except ProtocolError:
             self.stats.decode_errors += 1
             self.stats.dropped += dropped

@@ -14,6 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from ._protocol_limits import DEFAULT_LIMITS
+from .errors import Invalid, shorten
+
 #: numpy's own limit on the number of dimensions.
 MAX_NDIM = 64
 #: Longest dtype spelling accepted (structured descrs included).
@@ -23,23 +26,24 @@ MAX_DTYPE_DEPTH = 8
 _MAX_DIM = 2**63 - 1
 
 
-class Invalid(ValueError):
-    """Something in a message (or in data to encode) breaks the protocol; the text says what."""
-
-
-def parse_dtype(spec: Any) -> np.dtype:
+def parse_dtype(spec: Any, max_fields: int = DEFAULT_LIMITS.max_dtype_fields) -> np.dtype:
     """The numpy dtype for a header ``dtype`` / msgpack-numpy ``type`` field.
 
     Accepts both spellings of plain dtypes (``'uint16'`` and ``'<u2'``), a structured ``descr``
     list, and the reference serializer's ``str(structured_dtype)`` (``"[('a', '<i4')]"``, read
     with :func:`ast.literal_eval`, which evaluates literals only). Object dtypes, zero-size
-    dtypes and sub-array dtypes are refused.
+    dtypes and sub-array dtypes are refused, and so are structured dtypes of more than
+    *max_fields* fields (nested ones included), counted before any is built.
     """
     if isinstance(spec, str):
         if len(spec) > MAX_DTYPE_CHARS:
             raise Invalid(f"dtype string of {len(spec)} characters is too long")
-        return _parse_dtype_string(spec)
+        dtype = _parse_dtype_string(spec)
+        if dtype.names is not None:
+            _count_fields(dtype.descr, max_fields)
+        return dtype
     if isinstance(spec, (list, tuple)):
+        _count_fields(spec, max_fields)
         return check_dtype(_descr_to_dtype(spec, 0))
     raise Invalid(f"dtype must be a string or a structured descr list, not {type(spec).__name__}")
 
@@ -59,6 +63,21 @@ def _parse_dtype_string(spec: str) -> np.dtype:
     return check_dtype(dtype)
 
 
+def _count_fields(descr: list | tuple, limit: int) -> None:
+    """Refuse a structured descr with more than *limit* fields, without looking past the limit."""
+    budget = limit
+    stack: list[list | tuple] = [descr]
+    while stack:
+        fields = stack.pop()
+        budget -= len(fields)
+        if budget < 0:
+            raise Invalid(f"structured dtype has more than {limit} fields "
+                          "(Limits.max_dtype_fields)")
+        stack.extend(entry[1] for entry in fields
+                     if isinstance(entry, (list, tuple)) and len(entry) > 1
+                     and isinstance(entry[1], (list, tuple)))
+
+
 def check_dtype(dtype: np.dtype) -> np.dtype:
     """Refuse dtypes the bridge cannot carry as raw bytes; return ``dtype`` otherwise."""
     if dtype.hasobject:
@@ -66,7 +85,7 @@ def check_dtype(dtype: np.dtype) -> np.dtype:
     if dtype.subdtype is not None:
         raise Invalid(f"sub-array dtype {str(dtype)[:80]!r} is not allowed; use 'shape'")
     if dtype.itemsize == 0:
-        raise Invalid(f"zero-size dtype {str(dtype)!r} is not allowed")
+        raise Invalid(f"zero-size dtype {_text(dtype)!r} is not allowed")
     return dtype
 
 
@@ -78,21 +97,23 @@ def _descr_to_dtype(descr: Any, depth: int) -> np.dtype:
     fields = []
     for entry in descr:
         if not isinstance(entry, (list, tuple)) or len(entry) not in (2, 3):
-            raise Invalid(f"structured dtype field {entry!r:.80} is not [name, type(, shape)]")
+            raise Invalid(f"structured dtype field {shorten(entry, 80)} is not "
+                          "[name, type(, shape)]")
         name, ftype = entry[0], entry[1]
         if isinstance(name, bytes):
             name = name.decode("utf-8", "replace")
         if not isinstance(name, str):
-            raise Invalid(f"structured dtype field name {name!r:.80} is not a string")
+            raise Invalid(f"structured dtype field name {shorten(name, 80)} is not a string")
         if isinstance(ftype, str):
             try:
                 ftype = np.dtype(ftype)
             except Exception:
-                raise Invalid(f"unknown dtype {ftype[:80]!r} in field {name!r}") from None
+                raise Invalid(f"unknown dtype {ftype[:80]!r} in field "
+                              f"{shorten(name, 80)}") from None
         elif isinstance(ftype, (list, tuple)):
             ftype = _descr_to_dtype(ftype, depth + 1)
         else:
-            raise Invalid(f"type of structured dtype field {name!r} is not a string")
+            raise Invalid(f"type of structured dtype field {shorten(name, 80)} is not a string")
         field: tuple[Any, ...] = (name, ftype)
         if len(entry) == 3:
             field += (check_shape(entry[2] if isinstance(entry[2], (list, tuple)) else [entry[2]]),)
@@ -100,7 +121,7 @@ def _descr_to_dtype(descr: Any, depth: int) -> np.dtype:
     try:
         dtype = np.dtype(fields)
     except Exception as err:
-        raise Invalid(f"invalid structured dtype: {err}") from None
+        raise Invalid(f"invalid structured dtype: {shorten(str(err))}") from None
     if dtype.hasobject:
         raise Invalid("structured dtype with object fields is refused (it would need pickle)")
     return dtype
@@ -114,7 +135,7 @@ def check_shape(shape: Any) -> tuple[int, ...]:
         raise Invalid(f"shape has {len(shape)} dimensions; numpy allows at most {MAX_NDIM}")
     for dim in shape:
         if type(dim) is not int or not 0 <= dim <= _MAX_DIM:
-            raise Invalid(f"shape {list(shape)!r:.200} must hold non-negative ints")
+            raise Invalid(f"shape {shorten(list(shape))} must hold non-negative ints")
     return tuple(shape)
 
 
@@ -127,17 +148,24 @@ def array_on_buffer(buffer: memoryview, dtype: np.dtype, shape: tuple[int, ...])
     needed = math.prod(shape) * dtype.itemsize
     if needed != buffer.nbytes:
         raise Invalid(
-            f"payload has {buffer.nbytes} bytes but shape {list(shape)} of {dtype} needs {needed}"
+            f"payload has {buffer.nbytes} bytes but shape {list(shape)} of "
+            f"{_text(dtype)} needs {needed}"
         )
     try:
         return np.ndarray(shape=shape, dtype=dtype, buffer=buffer)
     except Exception as err:
         raise Invalid(
-            f"cannot build array of shape {list(shape)} and dtype {dtype}: {err}"
+            f"cannot build array of shape {list(shape)} and dtype {_text(dtype)}: "
+            f"{shorten(str(err))}"
         ) from None
 
 
-def decode_numpy_map(obj: dict) -> Any:
+def _text(dtype: np.dtype) -> str:
+    text = str(dtype)
+    return text if len(text) <= 80 else shorten(text, 80)
+
+
+def decode_numpy_map(obj: dict, max_fields: int = DEFAULT_LIMITS.max_dtype_fields) -> Any:
     """Decode a msgpack-numpy map (protocol 1.0): ``b'nd'``, ``b'type'``, ``b'kind'``, ``b'shape'``,
     ``b'data'`` for arrays and numpy scalars, ``b'complex'`` for Python complex numbers.
 
@@ -158,10 +186,10 @@ def decode_numpy_map(obj: dict) -> Any:
             raise Invalid(f"msgpack-numpy map has unknown kind {kind!r:.40}")
         if b"type" not in obj or b"shape" not in obj:
             raise Invalid("msgpack-numpy array map lacks b'type' or b'shape'")
-        dtype = parse_dtype(obj[b"type"])
+        dtype = parse_dtype(obj[b"type"], max_fields)
         return array_on_buffer(memoryview(data), dtype, check_shape(obj[b"shape"]))
     if nd is False:
-        dtype = parse_dtype(obj.get(b"type"))
+        dtype = parse_dtype(obj.get(b"type"), max_fields)
         if len(data) != dtype.itemsize:
             raise Invalid(f"numpy scalar of {dtype} has {len(data)} bytes, not {dtype.itemsize}")
         return np.frombuffer(data, dtype=dtype)[0]

@@ -7,13 +7,15 @@ train ID where known; no other exception leaves :func:`decode_parts`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import msgpack
 
 from ._protocol_arrays import Invalid, array_on_buffer, check_shape, decode_numpy_map, parse_dtype
-from .errors import ProtocolError
+from ._protocol_limits import DEFAULT_LIMITS, Limits
+from ._protocol_meta import first_train_id, metadata_in_data
+from .errors import ProtocolError, shorten
 
 logger = logging.getLogger(__name__)
 
@@ -21,8 +23,6 @@ SourceData = dict[str, dict[str, Any]]
 _ARRAY_CONTENTS = ("array", "ImageData")
 _warned_versions: set[str] = set()
 _TIMESTAMP_REFUSED = "msgpack timestamp extension is not allowed"
-#: Most elements accepted in one msgpack array or map (bulk data belongs in ndarrays).
-MAX_CONTAINER_LEN = 2**24
 
 
 class _Refused:
@@ -41,8 +41,9 @@ class _Unpacker:
     with :func:`_locate` to name the source and key.
     """
 
-    def __init__(self, numpy_maps: bool) -> None:
+    def __init__(self, numpy_maps: bool, limits: Limits) -> None:
         self.numpy_maps = numpy_maps
+        self.limits = limits
         self.refused: list[_Refused] = []
 
     def _refuse(self, reason: str) -> _Refused:
@@ -56,7 +57,7 @@ class _Unpacker:
     def _object_hook(self, obj: dict) -> Any:
         if self.numpy_maps and (b"nd" in obj or b"complex" in obj):
             try:
-                return decode_numpy_map(obj)
+                return decode_numpy_map(obj, self.limits.max_dtype_fields)
             except Invalid as err:
                 return self._refuse(str(err))
         if msgpack.Timestamp in set(map(type, obj.values())):
@@ -75,7 +76,7 @@ class _Unpacker:
         """Decode one whole msgpack object (trailing bytes are an error)."""
         # msgpack bounds string and bin lengths by the buffer size already; arrays and maps it
         # allocates up front from the claimed count, so those get a cap as well.
-        count_limit = min(buffer.nbytes, MAX_CONTAINER_LEN)
+        count_limit = min(buffer.nbytes, self.limits.max_container_len)
         obj = msgpack.unpackb(
             buffer,
             raw=False,
@@ -90,9 +91,10 @@ class _Unpacker:
         return obj
 
 
-def _unpack(buffer: memoryview, *, part: int, numpy_maps: bool = False, what: str,
-            source: str | None = None, train_id: int | None = None) -> tuple[Any, list[_Refused]]:
-    unpacker = _Unpacker(numpy_maps)
+def _unpack(buffer: memoryview, *, part: int, limits: Limits, numpy_maps: bool = False,
+            what: str, source: str | None = None,
+            train_id: int | None = None) -> tuple[Any, list[_Refused]]:
+    unpacker = _Unpacker(numpy_maps, limits)
     try:
         return unpacker.unpack(buffer), unpacker.refused
     except Exception as err:
@@ -155,20 +157,6 @@ def _as_bytes(frame: Any, part: int) -> memoryview:
         raise ProtocolError("message part cannot be read as bytes", part=part) from None
 
 
-def _first_train_id(metas: Iterable[Any]) -> int | None:
-    """The first int ``timestamp.tid`` among ``metas`` (anything), for error messages."""
-    for meta in metas:
-        if isinstance(meta, dict) and type(tid := meta.get("timestamp.tid")) is int:
-            return tid
-    return None
-
-
-def _legacy_meta(values: dict[str, Any]) -> Any:
-    if "metadata" in values:
-        return values["metadata"]
-    return {"timestamp.tid": values.get("metadata.timestamp.tid")}
-
-
 def _check_source_map(value: Any, *, part: int, source: str, train_id: int | None,
                       what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
@@ -179,7 +167,7 @@ def _check_source_map(value: Any, *, part: int, source: str, train_id: int | Non
     for key in value:
         if not isinstance(key, str):
             raise ProtocolError(
-                f"{what} has a non-string key {key!r:.80}", part=part, source=source,
+                f"{what} has a non-string key {shorten(key, 80)}", part=part, source=source,
                 train_id=train_id,
             )
     return value
@@ -201,7 +189,8 @@ def _check_meta(meta: Any, *, part: int | None, source: str, train_id: int | Non
     return meta
 
 
-def decode_parts(frames: Sequence[Any]) -> tuple[SourceData, SourceData, str, int]:
+def decode_parts(frames: Sequence[Any], limits: Limits = DEFAULT_LIMITS
+                 ) -> tuple[SourceData, SourceData, str, int]:
     """``(data, meta, protocol_version, nbytes)``; see :func:`kb_streams.protocol.decode`."""
     if isinstance(frames, (bytes, bytearray, memoryview, str)):
         raise ProtocolError("a message is a sequence of parts, not one buffer: wrap it in a list")
@@ -211,20 +200,27 @@ def decode_parts(frames: Sequence[Any]) -> tuple[SourceData, SourceData, str, in
         raise ProtocolError(
             f"a message is a sequence of parts, not {type(frames).__name__}"
         ) from None
+    if len(parts) > limits.max_parts:  # before any per-part work
+        raise ProtocolError(f"message has {len(parts)} parts; the limit is {limits.max_parts} "
+                            "(Limits.max_parts)")
     views = [_as_bytes(frame, i) for i, frame in enumerate(parts)]
     nbytes = sum(view.nbytes for view in views)
     if not views:
         raise ProtocolError("empty message: it has no parts")
+    if limits.max_message_bytes is not None and nbytes > limits.max_message_bytes:
+        raise ProtocolError(f"message has {nbytes} bytes; the limit is "
+                            f"{limits.max_message_bytes} (Limits.max_message_bytes)")
     if len(views) == 1:
-        data, meta = _decode_v1(views[0])
+        data, meta = _decode_v1(views[0], limits)
         return data, meta, "1.0", nbytes
-    data, meta, version = _decode_v2(views)
+    data, meta, version = _decode_v2(views, limits)
     return data, meta, version, nbytes
 
 
-def _decode_v1(view: memoryview) -> tuple[SourceData, SourceData]:
-    root, refused = _unpack(view, part=0, numpy_maps=True, what="protocol 1.0 message")
-    train_id = _first_train_id(
+def _decode_v1(view: memoryview, limits: Limits) -> tuple[SourceData, SourceData]:
+    root, refused = _unpack(view, part=0, limits=limits, numpy_maps=True,
+                            what="protocol 1.0 message")
+    train_id = first_train_id(
         value.get("metadata") for value in root.values() if isinstance(value, dict)
     ) if isinstance(root, dict) else None
     if refused:
@@ -237,7 +233,7 @@ def _decode_v1(view: memoryview) -> tuple[SourceData, SourceData]:
     meta: SourceData = {}
     for source, value in root.items():
         if not isinstance(source, str):
-            raise ProtocolError(f"source name {source!r:.80} is not a string", part=0,
+            raise ProtocolError(f"source name {shorten(source, 80)} is not a string", part=0,
                                 train_id=train_id)
         _check_source_map(value, part=0, source=source, train_id=train_id,
                           what="source data")
@@ -246,9 +242,13 @@ def _decode_v1(view: memoryview) -> tuple[SourceData, SourceData]:
     return root, meta
 
 
-def _decode_v2(views: list[memoryview]) -> tuple[SourceData, SourceData, str]:
-    headers = [(i, _header(views[i], i)) for i in range(0, len(views) - 1, 2)]
-    train_id = _first_train_id(h.get("metadata") for _, h in headers if h["content"] == "msgpack")
+def _decode_v2(views: list[memoryview], limits: Limits) -> tuple[SourceData, SourceData, str]:
+    for i in range(0, len(views) - 1, 2):  # before unpacking any of them
+        if views[i].nbytes > limits.max_header_bytes:
+            raise ProtocolError(f"header of {views[i].nbytes} bytes; the limit is "
+                                f"{limits.max_header_bytes} (Limits.max_header_bytes)", part=i)
+    headers = [(i, _header(views[i], i, limits)) for i in range(0, len(views) - 1, 2)]
+    train_id = first_train_id(h.get("metadata") for _, h in headers if h["content"] == "msgpack")
     if len(views) % 2:
         raise ProtocolError(
             f"odd number of parts ({len(views)}): the last header has no payload",
@@ -257,7 +257,7 @@ def _decode_v2(views: list[memoryview]) -> tuple[SourceData, SourceData, str]:
     for i, header in headers:
         if header["content"] not in ("msgpack", *_ARRAY_CONTENTS):
             raise ProtocolError(
-                f"unknown content {header['content']!r:.80}",
+                f"unknown content {shorten(header['content'], 80)}",
                 part=i, source=header["source"], train_id=train_id,
             )
 
@@ -270,8 +270,8 @@ def _decode_v2(views: list[memoryview]) -> tuple[SourceData, SourceData, str]:
         if source in data:
             raise ProtocolError("second 'msgpack' part for the same source", part=i,
                                 source=source, train_id=train_id)
-        payload, refused = _unpack(views[i + 1], part=i + 1, what="payload", source=source,
-                                   train_id=train_id)
+        payload, refused = _unpack(views[i + 1], part=i + 1, limits=limits, what="payload",
+                                   source=source, train_id=train_id)
         if refused:
             _, key = _locate({source: payload}, refused[0])
             raise ProtocolError(refused[0].reason, part=i + 1, source=source, key=key,
@@ -283,11 +283,11 @@ def _decode_v2(views: list[memoryview]) -> tuple[SourceData, SourceData, str]:
                                               train_id=train_id)
 
     if train_id is None:  # 2.0 / 2.1: metadata in the payloads
-        train_id = _first_train_id(_legacy_meta(values) for values in data.values())
+        train_id = first_train_id(metadata_in_data(values)[0] for values in data.values())
     array_paths: set[tuple[str, str]] = set()
     for i, header in headers:
         if header["content"] in _ARRAY_CONTENTS:
-            source, path, value = _array_part(header, views[i + 1], i, train_id)
+            source, path, value = _array_part(header, views[i + 1], i, train_id, limits)
             if (source, path) in array_paths:
                 raise ProtocolError("second array part for the same path", part=i,
                                     source=source, key=path, train_id=train_id)
@@ -298,8 +298,8 @@ def _decode_v2(views: list[memoryview]) -> tuple[SourceData, SourceData, str]:
     return data, meta, version
 
 
-def _header(view: memoryview, part: int) -> dict[str, Any]:
-    header, refused = _unpack(view, part=part, what="header")
+def _header(view: memoryview, part: int, limits: Limits) -> dict[str, Any]:
+    header, refused = _unpack(view, part=part, limits=limits, what="header")
     if refused:
         raise ProtocolError(f"header: {refused[0].reason}", part=part)
     if not isinstance(header, dict):
@@ -322,7 +322,7 @@ def _header(view: memoryview, part: int) -> dict[str, Any]:
 
 
 def _array_part(header: dict[str, Any], payload: memoryview, part: int,
-                train_id: int | None) -> tuple[str, str, Any]:
+                train_id: int | None, limits: Limits) -> tuple[str, str, Any]:
     source = header["source"]
     path = header.get("path")
     if not isinstance(path, str):
@@ -335,7 +335,7 @@ def _array_part(header: dict[str, Any], payload: memoryview, part: int,
         for field in ("dtype", "shape"):
             if field not in header:
                 raise Invalid(f"array header lacks {field!r}")
-        array = array_on_buffer(payload, parse_dtype(header["dtype"]),
+        array = array_on_buffer(payload, parse_dtype(header["dtype"], limits.max_dtype_fields),
                                 check_shape(header["shape"]))
         if header["content"] == "array":
             return source, path, array
@@ -361,16 +361,13 @@ def _meta_and_version(data: SourceData, header_meta: dict[str, dict[str, Any]],
         if source in header_meta:
             meta[source] = header_meta[source]
             found.add("2.2")
-        elif "metadata" in values:
-            meta[source] = _check_meta(values["metadata"], part=None, source=source,
-                                       train_id=train_id)
-            found.add("2.0")
         else:
-            flat = {k[9:]: v for k, v in values.items() if k.startswith("metadata.")}
-            meta[source] = _check_meta(flat, part=None, source=source, train_id=train_id,
-                                       key="metadata.timestamp.tid")
-            if flat:
-                found.add("2.1")
+            in_data, kind = metadata_in_data(values)
+            meta[source] = _check_meta(in_data, part=None, source=source, train_id=train_id,
+                                       key="metadata.timestamp.tid" if kind == "2.1"
+                                       else "metadata")
+            if kind:
+                found.add(kind)
     version = next((v for v in ("2.2", "2.0", "2.1") if v in found), "2.2")
     if version != "2.2" and version not in _warned_versions:
         _warned_versions.add(version)

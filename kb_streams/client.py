@@ -16,7 +16,7 @@ import zmq
 import zmq.asyncio
 
 from ._client_core import ClientCore
-from .protocol import Message
+from .protocol import Limits, Message
 from .stats import StreamStats
 
 __all__ = ["Client", "AsyncClient"]
@@ -48,6 +48,11 @@ _PARAMETERS_DOC = """
     hwm
         ZeroMQ high-water mark (messages) of the data socket, 1 as in the reference. A larger value
         lets SUB/PULL queue more trains (see ``latest=True``), at the cost of memory.
+    limits
+        How much work one message may ask for (:class:`kb_streams.Limits`; the defaults by
+        default). A message over them raises :class:`~kb_streams.ProtocolError` from that call,
+        after as little work as one legitimate train's; with more parts than allowed, the
+        connection is also dropped (and remade), which discards the rest of that message.
 
     Raises
     ------
@@ -71,9 +76,10 @@ class _ClientBase:
         *,
         prefetch: int = 1,
         hwm: int = 1,
+        limits: Limits | None = None,
     ) -> None:
         self._core = ClientCore(
-            endpoint, sock, ser, timeout, context, prefetch=prefetch, hwm=hwm
+            endpoint, sock, ser, timeout, context, prefetch=prefetch, hwm=hwm, limits=limits
         )
 
     @property

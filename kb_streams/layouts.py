@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import KBStreamsError
+from .errors import LayoutError
 
 __all__ = [
     "DETECTORS",
@@ -48,10 +48,6 @@ DIM_ALIASES: dict[str, str] = {
 }
 
 _ORDER = {"module": 0, "pulse": 1, "cell": 1, "data_gain": 3, "slow_scan": 4, "fast_scan": 5}
-
-
-class LayoutError(KBStreamsError, ValueError):
-    """An array does not fit the layout asked for (or any layout known for its detector)."""
 
 
 @dataclass(frozen=True)

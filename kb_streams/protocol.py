@@ -14,7 +14,9 @@ Wire formats, in short:
 * **2.0 / 2.1** (historical): 2.2 framing, metadata left in the data, nested under ``'metadata'``
   (2.0) or flattened as ``'metadata.*'`` keys (2.1).
 
-The private pieces live in ``_protocol_decode``, ``_protocol_encode`` and ``_protocol_arrays``.
+The private pieces live in ``_protocol_decode``, ``_protocol_encode``, ``_protocol_arrays``,
+``_protocol_limits`` (:class:`Limits`: how much work one message may ask for) and
+``_protocol_meta`` (where a source's metadata and the train ID are, in every version).
 """
 
 from __future__ import annotations
@@ -25,9 +27,12 @@ from typing import Any
 
 from ._protocol_decode import decode_parts
 from ._protocol_encode import encode_train
+from ._protocol_limits import DEFAULT_LIMITS, Limits
+from ._protocol_meta import find_train_id, first_train_id, metadata_in_data, source_meta
 from .errors import ProtocolError
 
-__all__ = ["Message", "decode", "encode", "serialize", "deserialize", "ProtocolError"]
+__all__ = ["Message", "Limits", "decode", "encode", "serialize", "deserialize", "ProtocolError",
+           "find_train_id", "source_meta", "metadata_in_data"]
 
 SourceData = dict[str, dict[str, Any]]
 
@@ -63,14 +68,10 @@ class Message:
     @property
     def train_id(self) -> int | None:
         """The train ID (``timestamp.tid``) of the first source that has one, else ``None``."""
-        for source_meta in self.meta.values():
-            tid = source_meta.get("timestamp.tid")
-            if tid is not None:
-                return int(tid)
-        return None
+        return first_train_id(self.meta.values())
 
 
-def decode(frames: Sequence[Any]) -> Message:
+def decode(frames: Sequence[Any], limits: Limits | None = None) -> Message:
     """Decode one bridge message (all its ZeroMQ parts) into a :class:`Message`.
 
     Parameters
@@ -78,6 +79,10 @@ def decode(frames: Sequence[Any]) -> Message:
     frames
         The message parts: ``bytes``, ``bytearray``, ``memoryview``, ``zmq.Frame`` (as returned by
         ``recv_multipart(copy=False)``) or anything else with the buffer protocol.
+    limits
+        How much work the message may ask for (:class:`Limits`; by default its defaults):
+        parts, header size, dtype fields, msgpack container lengths, total bytes. Each is
+        checked before the work it bounds, so an oversized message is refused in microseconds.
 
     Returns
     -------
@@ -98,8 +103,8 @@ def decode(frames: Sequence[Any]) -> Message:
         For any malformed message, naming the part, source, key and train ID where known. No
         other exception escapes. Pickled data, object dtypes and msgpack extension types are
         refused, never executed; sizes claimed by headers are checked against the bytes received
-        before anything is built from them, and msgpack lists and maps are capped at 2**24
-        elements (bulk data belongs in arrays).
+        before anything is built from them; anything over *limits* is refused before it is
+        decoded. Error messages quote at most a few hundred characters of what was received.
 
     Examples
     --------
@@ -114,7 +119,7 @@ def decode(frames: Sequence[Any]) -> Message:
     ...
     kb_streams.errors.ProtocolError: protocol 1.0 message is not valid msgpack: ... (part 0)
     """
-    data, meta, version, nbytes = decode_parts(frames)
+    data, meta, version, nbytes = decode_parts(frames, DEFAULT_LIMITS if limits is None else limits)
     return Message(data, meta, version, nbytes)
 
 

@@ -17,8 +17,7 @@ from __future__ import annotations
 import logging
 import numbers
 import threading
-from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -27,9 +26,10 @@ import xarray as xr
 from streamz import Stream
 from streamz.sinks import Sink
 
-from .protocol import Message, SourceData, encode
+from ._drop_queue import DropQueue
+from .protocol import Message, SourceData, encode, source_meta
 from .server import BridgeServer
-from .train import Train, source_meta, train_id_of
+from .train import Train, train_id_of
 
 __all__ = ["SinkStats", "to_bridge_train", "to_karabo_bridge"]
 
@@ -37,7 +37,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_SOURCE = "kb_streams/results"
 DEFAULT_QUEUE_SIZE = 10
-_WAKE_S = 0.02  # the serving thread, waiting for a result, checks this often that it should stop
 
 @dataclass
 class SinkStats:
@@ -186,62 +185,6 @@ def _value(value: Any) -> Any:
     return value
 
 
-# -- the bounded queue between the graph and the serving thread -------------------------------
-
-
-class _Outbox:
-    """Encoded results waiting for the server: bounded, the oldest dropped when full.
-
-    ``put`` (the graph's thread) never blocks; ``take`` (the server's thread) waits for a result
-    and returns ``None`` once the outbox is closed or ``stopping()`` says so.
-    """
-
-    def __init__(self, maxlen: int) -> None:
-        self._items: deque[tuple[list[Any], int]] = deque()
-        self._maxlen = maxlen
-        self._changed = threading.Condition()
-        self.closed = False
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def put(self, frames: list[Any], train_id: int) -> int:
-        """Queue one result; returns how many older ones were dropped to make room (0 or 1)."""
-        with self._changed:
-            if self.closed:
-                return 1
-            dropped = 0
-            if len(self._items) >= self._maxlen:
-                self._items.popleft()
-                dropped = 1
-            self._items.append((frames, train_id))
-            self._changed.notify()
-        return dropped
-
-    def take(self, newest: bool, stopping: Callable[[], bool]
-             ) -> tuple[tuple[list[Any], int] | None, int]:
-        """The next result (the newest if *newest*, dropping older ones) and how many dropped."""
-        with self._changed:
-            while not self._items:
-                if self.closed or stopping():
-                    return None, 0
-                self._changed.wait(_WAKE_S)
-            if not newest:
-                return self._items.popleft(), 0
-            result, dropped = self._items.pop(), len(self._items)
-            self._items.clear()
-            return result, dropped
-
-    def close(self) -> int:
-        """Stop ``take`` waiting and drop what is queued; returns how many were dropped."""
-        with self._changed:
-            self.closed = True
-            dropped = len(self._items)
-            self._items.clear()
-            self._changed.notify_all()
-        return dropped
-
-
 # -- the node ---------------------------------------------------------------------------------
 
 
@@ -347,7 +290,7 @@ class to_karabo_bridge(Sink):
         self._stats = SinkStats()
         self._lock = threading.Lock()
         self._last_train_id: int | None = None
-        self._outbox = _Outbox(int(queue_size))
+        self._outbox: DropQueue[tuple[list[Any], int]] = DropQueue(int(queue_size))
         self._closed = False
         self._warned_drop = False
         self.server = self._make_server(endpoint, sock, protocol_version, server, int(queue_size))
@@ -427,7 +370,7 @@ class to_karabo_bridge(Sink):
         if self._outbox.closed:
             self._count(dropped=1)
             return
-        self._count(dropped=self._outbox.put(frames, train_id))
+        self._count(dropped=self._outbox.push((frames, train_id)))
 
     def _train_id(self, item: Any) -> int:
         train_id = train_id_of(item)
@@ -475,7 +418,7 @@ class to_karabo_bridge(Sink):
         newest = server.sock == "REP"
         while True:
             # checking server.stopping lets node.server.close() end this wait at once
-            result, dropped = self._outbox.take(newest, lambda: server.stopping)
+            result, dropped = self._outbox.take(newest=newest, stopping=lambda: server.stopping)
             if result is None:
                 return
             frames, train_id = result

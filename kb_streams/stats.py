@@ -6,7 +6,9 @@ streamz source and the ``kb-streams monitor`` command reuse it for their own str
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -147,3 +149,77 @@ class StreamStats:
         out["train_rate"] = self.train_rate
         out["byte_rate"] = self.byte_rate
         return out
+
+
+# -- the bridge server's counters ------------------------------------------------------------
+
+_SERVER_RATE_WINDOW = 2.0  # seconds of history behind ServerStats.rate
+
+
+@dataclass
+class ServerStats:
+    """Counters of a :class:`BridgeServer`, updated as it sends.
+
+    Attributes
+    ----------
+    trains
+        Trains handed to ZeroMQ (with PUB, a train no subscriber could take is still counted).
+    bytes
+        Total size of the message parts of those trains.
+    bad_requests
+        REP requests other than ``b'next'``; each got an ``b'Error: bad request ...'`` reply.
+    skipped
+        Items that could not be encoded, or encoded to an empty message; each was logged.
+    last_train_id
+        Train ID of the last train sent, when it had one.
+
+    Examples
+    --------
+    >>> stats = ServerStats()
+    >>> stats.record(1_000_000, train_id=10_000_000_000, now=100.0)
+    >>> stats.record(1_000_000, train_id=10_000_000_001, now=100.1)
+    >>> stats.trains, stats.bytes, round(stats.rate(now=100.1), 1)
+    (2, 2000000, 10.0)
+    """
+
+    trains: int = 0
+    bytes: int = 0
+    bad_requests: int = 0
+    skipped: int = 0
+    last_train_id: int | None = None
+
+    def __post_init__(self) -> None:  # not fields: asdict() and copies see counters only
+        self._history: deque[tuple[float, int]] = deque(maxlen=1024)  # (time, bytes so far)
+        self._lock = threading.Lock()
+
+    def record(self, nbytes: int, train_id: int | None = None, now: float | None = None) -> None:
+        """Count one sent train of *nbytes* bytes."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self.trains += 1
+            self.bytes += nbytes
+            if train_id is not None:
+                self.last_train_id = train_id
+            self._history.append((now, self.bytes))
+
+    def _recent(self, now: float | None) -> list[tuple[float, int]]:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            return [entry for entry in self._history if entry[0] >= now - _SERVER_RATE_WINDOW]
+
+    def rate(self, now: float | None = None) -> float:
+        """Trains per second over the last couple of seconds (0 when idle)."""
+        recent = self._recent(now)
+        if len(recent) < 2 or recent[-1][0] == recent[0][0]:
+            return 0.0
+        return (len(recent) - 1) / (recent[-1][0] - recent[0][0])
+
+    def byte_rate(self, now: float | None = None) -> float:
+        """Bytes per second over the last couple of seconds (0 when idle)."""
+        recent = self._recent(now)
+        if len(recent) < 2 or recent[-1][0] == recent[0][0]:
+            return 0.0
+        return (recent[-1][1] - recent[0][1]) / (recent[-1][0] - recent[0][0])
+
+
+__all__ += ["ServerStats"]

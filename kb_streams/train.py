@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .errors import KBStreamsError
+from .errors import PropertyNameError, SourceNameError
 from .keydata import keydata_xarray
 from .labels import LayoutArg, RoiArg, is_metadata_key, label_source
+from .protocol import find_train_id, source_meta
 from .stacking import stack_modules
 
 __all__ = ["Train", "SourceData", "KeyData", "SourceNameError", "PropertyNameError",
@@ -35,19 +36,6 @@ _warned_conflicts: set[str] = set()
 _WARNED_MAX = 256
 
 
-class _LookupError(KBStreamsError, KeyError):
-    def __str__(self) -> str:  # KeyError would repr() the message
-        return str(self.args[0]) if self.args else ""
-
-
-class SourceNameError(_LookupError):
-    """A source the train does not have. A :class:`KeyError`, as in extra-data."""
-
-
-class PropertyNameError(_LookupError):
-    """A key a source does not have. A :class:`KeyError`, as in extra-data."""
-
-
 def _close(name: str, candidates: Iterable[str]) -> str:
     candidates = list(candidates)
     close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.6)
@@ -57,21 +45,6 @@ def _close(name: str, candidates: Iterable[str]) -> str:
     shown = ", ".join(repr(c) for c in sorted(candidates)[:10])
     return f"; available: {shown}" + (" ..." if len(candidates) > 10 else "") if candidates \
         else "; there are none"
-
-
-def source_meta(source: str, data: Mapping[str, Any], meta: Mapping[str, Any]) -> dict:
-    """Metadata of one source wherever the protocol version put it: in ``meta``, or inside the
-    data under ``'metadata'`` (1.0, 2.0, extra-data's streamer) or ``'metadata.*'`` (2.1)."""
-    found = meta.get(source)
-    if found:
-        return dict(found)
-    source_data = data.get(source, {})
-    nested = source_data.get("metadata")  # 1.0, 2.0, extra-data's streamer
-    if isinstance(nested, Mapping) and nested:
-        return dict(nested)
-    flat = {k[len("metadata."):]: v for k, v in source_data.items()  # 2.1
-            if k.startswith("metadata.")}
-    return flat
 
 
 def _timestamp(meta: Mapping[str, Any]) -> np.datetime64:
@@ -534,9 +507,9 @@ def train_id_of(item: Any) -> int | None:
             return int(item["trainId"]) if "trainId" in item else None
         if isinstance(item, tuple):
             if len(item) == 2 and isinstance(item[1], Mapping):
-                for source_meta in item[1].values():
-                    if isinstance(source_meta, Mapping) and "timestamp.tid" in source_meta:
-                        return int(source_meta["timestamp.tid"])
+                found = find_train_id(item[0], item[1])
+                if found is not None:
+                    return found
             for part in item:
                 found = train_id_of(part)
                 if found is not None:

@@ -16,8 +16,12 @@ import zmq
 import zmq.asyncio
 from _waiting import wait_for
 
+from kb_streams._serving import NextItem as _NextItem
+from kb_streams._serving import Pacer as _Pacer
+from kb_streams._serving import Poll as _Poll
+from kb_streams._serving import Send as _Send
 from kb_streams.protocol import decode
-from kb_streams.server import BridgeServer, ServerStats, _NextItem, _Pacer, _Poll, _Send
+from kb_streams.server import BridgeServer, ServerStats
 
 SOURCE = "SPB_DET_AGIPD1M-1/DET/0CH0:xtdf"
 READER = {"REP": zmq.REQ, "PUB": zmq.SUB, "PUSH": zmq.PULL}
@@ -385,3 +389,99 @@ def test_stop_from_another_thread_ends_serve_async():
     assert time.perf_counter() - t0 < 1
     timer.join()
     assert server._asocket.closed
+
+
+# -- train IDs, whatever the protocol version put the metadata (issue 10, item 4) ---------------
+
+
+@pytest.mark.parametrize("in_data", [
+    {"metadata": {"timestamp.tid": 42}},            # 1.0, 2.0, extra-data's streamer
+    {"metadata.timestamp.tid": 42},                  # 2.1, flattened
+], ids=["nested", "flat-2.1"])
+def test_the_train_id_is_read_wherever_the_metadata_is(ctx, in_data):
+    with BridgeServer(sock="PUSH") as server:
+        reader = connect(ctx, server.endpoint, "PUSH")
+        server.feed({SOURCE: {"x": 1, **in_data}}, timeout=5)
+        receive(reader, "PUSH")
+        assert wait_for(lambda: server.stats.trains == 1)
+    assert server.stats.last_train_id == 42
+
+
+# -- what a misbehaving reader may cost (issue 9, item 4) ---------------------------------------
+
+_TRAIN_MB = 10
+_SERVER_SCRIPT = f"""
+import sys
+import numpy as np
+from kb_streams.server import BridgeServer
+
+def trains():  # a fresh {_TRAIN_MB} MB array per train, as a detector sends
+    tid = 0
+    while True:
+        tid += 1
+        yield {{"SRC": {{"image": np.full({_TRAIN_MB} * 2**18, tid, np.float32)}}}}, \\
+              {{"SRC": {{"timestamp.tid": tid}}}}
+
+server = BridgeServer(sock="REP").start(trains())
+print(server.endpoint, flush=True)
+for _ in sys.stdin:  # one line in, the number of trains sent out
+    print(server.stats.trains, flush=True)
+server.stop()
+"""
+
+
+@contextlib.contextmanager
+def _server_process():
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", _SERVER_SCRIPT], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        endpoint = child.stdout.readline().strip()
+        assert endpoint.startswith("tcp://127.0.0.1:"), endpoint
+
+        def sent() -> int:
+            child.stdin.write("\n")
+            child.stdin.flush()
+            return int(child.stdout.readline())
+
+        yield child, endpoint, sent
+    finally:
+        child.kill()
+        child.wait(10)
+
+
+def test_a_reader_that_never_reads_pins_a_few_trains_at_most(ctx):
+    """500 b'next' from one DEALER that never reads: the server keeps at most a few trains."""
+    psutil = pytest.importorskip("psutil")
+    with _server_process() as (child, endpoint, sent):
+        polite = connect(ctx, endpoint, "REP", timeout=10)
+        receive(polite, "REP")  # the server has made and sent a train: its allocator is warm
+        before = psutil.Process(child.pid).memory_info().rss
+
+        greedy = ctx.socket(zmq.DEALER)
+        greedy.linger = 0
+        greedy.rcvhwm = 1  # so the replies back up in the server, not in this process
+        greedy.connect(endpoint)
+        for _ in range(500):
+            greedy.send_multipart([b"", b"next"])
+        assert wait_for(lambda: sent() >= 501, timeout=60)
+        growth = psutil.Process(child.pid).memory_info().rss - before
+
+        assert train_id(receive(polite, "REP")[0:]) > 0  # the server still serves others
+        greedy.close()
+    # before: 64 replies queued for the DEALER, +640 MB; now 4 (+ what is in flight)
+    assert growth < 12 * _TRAIN_MB * 2**20, f"server grew by {growth / 2**20:.0f} MB"
+
+
+def test_an_oversized_request_disconnects_its_sender_unread(ctx):
+    with BridgeServer(sock="REP") as server:
+        server.start(trains())
+        big = ctx.socket(zmq.DEALER)
+        big.linger = 0
+        big.connect(server.endpoint)
+        big.send_multipart([b"", b"x" * 1_000_000])
+        polite = connect(ctx, server.endpoint, "REP")
+        assert train_id(receive(polite, "REP")) >= 10_000
+        assert server.stats.bad_requests == 0  # never received: ZeroMQ dropped the connection

@@ -13,12 +13,9 @@ from pathlib import Path
 from types import ModuleType
 
 import kb_streams
+from kb_streams.errors import BenchmarkNotFound
 
 PREFIX = "bench_"
-
-
-class BenchmarkNotFound(Exception):
-    """The benchmarks directory, or the benchmark asked for, does not exist."""
 
 
 def benchmarks_dir() -> Path | None:
