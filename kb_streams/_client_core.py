@@ -42,6 +42,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from ._malloc import tune_malloc_once
+from .endpoints import check_endpoint
 from .errors import ProtocolError
 from .protocol import Message, decode
 from .stats import StreamStats
@@ -111,7 +112,7 @@ class ClientCore:
             raise ValueError(f"hwm must be an integer >= 0, not {hwm!r}")
 
         tune_malloc_once()
-        self.endpoint = endpoint
+        self.endpoint = check_endpoint(endpoint)
         self.sock = sock
         self.timeout = timeout
         self.timeout_ms = None if timeout is None else int(timeout * 1000)

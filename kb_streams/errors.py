@@ -59,3 +59,25 @@ class ProtocolError(KBStreamsError):
         if self.key is not None:
             where.append(f"key {self.key!r}")
         return f"{self.reason} ({', '.join(where)})" if where else self.reason
+
+
+class EndpointError(KBStreamsError, ValueError):
+    """An endpoint that is not a valid ZeroMQ address (found before any socket is made).
+
+    Parameters
+    ----------
+    endpoint
+        The endpoint as given.
+    reason
+        What is wrong with it, in words.
+
+    Examples
+    --------
+    >>> print(EndpointError("tcp://", "nothing after tcp://"))
+    bad endpoint 'tcp://': nothing after tcp://
+    """
+
+    def __init__(self, endpoint: object, reason: str) -> None:
+        self.endpoint = endpoint
+        self.reason = reason
+        super().__init__(f"bad endpoint {endpoint!r}: {reason}")

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import zmq
 import zmq.asyncio
 
+from .endpoints import check_endpoint
 from .protocol import encode
 
 __all__ = ["BridgeServer", "ServerStats"]
@@ -183,9 +184,7 @@ _Steps = Generator[_Step, Any, _T]
 def _normalise_endpoint(endpoint: str | int | None) -> str:
     if endpoint is None:
         return DEFAULT_ENDPOINT
-    if isinstance(endpoint, int) or str(endpoint).isdigit():
-        return f"tcp://127.0.0.1:{int(endpoint)}"
-    return str(endpoint)
+    return check_endpoint(endpoint, bind=True)
 
 
 def _train_id(data: Mapping[str, Any], meta: Mapping[str, Any] | None) -> int | None:
@@ -279,6 +278,7 @@ class BridgeServer:
             raise ValueError(f"unsupported server socket {sock!r}: use one of REP, PUB, PUSH")
         if protocol_version not in PROTOCOL_VERSIONS:
             raise ValueError(f"unsupported protocol version {protocol_version!r}: use 2.2 or 1.0")
+        endpoint = _normalise_endpoint(endpoint)
         self.sock = sock_name
         self.protocol_version = protocol_version
         self.dummy_timestamps = dummy_timestamps
