@@ -56,61 +56,64 @@ def check_endpoint(endpoint: str | int, *, bind: bool = False) -> str:
     kb_streams.errors.EndpointError: bad endpoint 'tcp://127.0.0.1:110131': port 110131 is out of \
 range (1 to 65535)
     """
+    reason = _problem(endpoint, bind=bind)
+    if reason is not None:
+        raise EndpointError(endpoint, reason, bind=bind)
+    text = str(endpoint).strip()
+    return f"tcp://{BARE_PORT_HOST}:{int(text)}" if text.isdigit() else text
+
+
+def _problem(endpoint: str | int, *, bind: bool) -> str | None:
+    """What is wrong with ``endpoint``, or None."""
     if isinstance(endpoint, bool) or not isinstance(endpoint, (str, int)):
-        raise EndpointError(endpoint, "expected a string such as tcp://HOST:PORT")
+        return "expected a string such as tcp://HOST:PORT"
     text = str(endpoint).strip()
     if bind and text.isdigit():
-        _check_port(endpoint, text, bind=True)
-        return f"tcp://{BARE_PORT_HOST}:{int(text)}"
+        return _port_problem(text, bind=True)
     scheme, sep, address = text.partition("://")
     if not sep:
-        hint = " or a bare port number" if bind else ""
-        raise EndpointError(endpoint, f"expected tcp://HOST:PORT, ipc://PATH or "
-                                      f"inproc://NAME{hint}")
+        return ("expected tcp://HOST:PORT, ipc://PATH or inproc://NAME"
+                + (" or a bare port number" if bind else ""))
     if scheme.lower() not in SCHEMES:
-        raise EndpointError(endpoint, f"unknown scheme {scheme!r} (use tcp, ipc or inproc)")
+        return f"unknown scheme {scheme!r} (use tcp, ipc or inproc)"
     if not address:
-        raise EndpointError(endpoint, f"nothing after {scheme}://")
-    if scheme.lower() == "tcp":
-        _check_tcp(endpoint, address, bind=bind)
-    return text
-
-
-def _check_tcp(endpoint: str | int, address: str, *, bind: bool) -> None:
+        return f"nothing after {scheme}://"
+    if scheme.lower() != "tcp":
+        return None
     host, sep, port = address.rpartition(":")
-    if not sep or not host:
-        raise EndpointError(endpoint, "expected tcp://HOST:PORT")
-    _check_port(endpoint, port, bind=bind)
-    _check_host(endpoint, host, bind=bind)
+    if not sep:
+        return "no port (expected tcp://HOST:PORT)"
+    if not host:
+        return "no host (expected tcp://HOST:PORT)"
+    return _port_problem(port, bind=bind) or _host_problem(host, bind=bind)
 
 
-def _check_port(endpoint: str | int, port: str, *, bind: bool) -> None:
+def _port_problem(port: str, *, bind: bool) -> str | None:
     if bind and port == "*":
-        return
+        return None
     if not port.isdigit():
-        raise EndpointError(endpoint, f"port {port!r} is not a number" if port else "no port")
+        return f"port {port!r} is not a number" if port else "no port"
     lowest = 0 if bind else 1
     if not lowest <= int(port) <= MAX_PORT:
-        raise EndpointError(endpoint, f"port {int(port)} is out of range "
-                                      f"({lowest} to {MAX_PORT})")
+        return f"port {int(port)} is out of range ({lowest} to {MAX_PORT})"
+    return None
 
 
-def _check_host(endpoint: str | int, host: str, *, bind: bool) -> None:
+def _host_problem(host: str, *, bind: bool) -> str | None:
     if host == "*":
-        if bind:
-            return
-        raise EndpointError(endpoint, "host '*' is for binding; name the server's host")
+        return None if bind else "host '*' is for binding; name the server's host"
     if host.startswith("[") and host.endswith("]"):
         try:
             ipaddress.IPv6Address(host[1:-1])
         except ValueError:
-            raise EndpointError(endpoint, f"{host} is not an IPv6 address") from None
-        return
+            return f"{host} is not an IPv6 address"
+        return None
     if re.fullmatch(r"[0-9.]+", host):
         try:
             ipaddress.IPv4Address(host)
         except ValueError:
-            raise EndpointError(endpoint, f"{host!r} is not an IPv4 address") from None
-        return
+            return f"{host!r} is not an IPv4 address"
+        return None
     if not _HOSTNAME.fullmatch(host):
-        raise EndpointError(endpoint, f"{host!r} is not a host name or address")
+        return f"{host!r} is not a host name or address"
+    return None

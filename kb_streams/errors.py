@@ -6,6 +6,10 @@ Every error of ours derives from :class:`KBStreamsError`. A receive timeout stay
 
 from __future__ import annotations
 
+import errno
+
+import zmq
+
 
 class KBStreamsError(Exception):
     """Root of every kb_streams exception."""
@@ -61,8 +65,11 @@ class ProtocolError(KBStreamsError):
         return f"{self.reason} ({', '.join(where)})" if where else self.reason
 
 
-class EndpointError(KBStreamsError, ValueError):
+class EndpointError(KBStreamsError, ValueError, zmq.ZMQError):
     """An endpoint that is not a valid ZeroMQ address (found before any socket is made).
+
+    Also a :class:`zmq.ZMQError` (``errno`` EINVAL), as ZeroMQ itself would raise for most bad
+    endpoints, so that code written for ``karabo_bridge.Client`` still catches it.
 
     Parameters
     ----------
@@ -70,14 +77,21 @@ class EndpointError(KBStreamsError, ValueError):
         The endpoint as given.
     reason
         What is wrong with it, in words.
+    bind
+        Whether it was given to bind (a server) rather than to connect.
 
     Examples
     --------
     >>> print(EndpointError("tcp://", "nothing after tcp://"))
     bad endpoint 'tcp://': nothing after tcp://
+    >>> print(EndpointError("foo", "no scheme", bind=True))
+    cannot bind foo: no scheme
     """
 
-    def __init__(self, endpoint: object, reason: str) -> None:
+    def __init__(self, endpoint: object, reason: str, *, bind: bool = False) -> None:
         self.endpoint = endpoint
         self.reason = reason
-        super().__init__(f"bad endpoint {endpoint!r}: {reason}")
+        self.errno = errno.EINVAL
+        self.strerror = (f"cannot bind {endpoint}: {reason}" if bind
+                         else f"bad endpoint {endpoint!r}: {reason}")
+        Exception.__init__(self, self.strerror)
