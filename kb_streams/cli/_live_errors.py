@@ -191,3 +191,32 @@ class _FailureHandler(logging.Handler):
                             getattr(record, "endpoint", None))
         elif not logging.getLogger().handlers:  # as Python's last-resort handler would
             print(record.getMessage(), file=sys.stderr, flush=True)
+
+
+def error_streams(source: Stream) -> list[Stream]:
+    """The ``.errors`` streams of ``source`` and of every node downstream of it.
+
+    Examples
+    --------
+    >>> from streamz import Stream
+    >>> source = Stream()
+    >>> node = source.map(abs)
+    >>> node.errors = Stream()
+    >>> error_streams(source) == [node.errors]
+    True
+    """
+    from streamz import Stream
+
+    found: list[Stream] = []
+    seen: set[int] = set()
+    todo = [source]
+    while todo:
+        node = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        errors = getattr(node, "errors", None)
+        if isinstance(errors, Stream) and errors is not node:
+            found.append(errors)
+        todo.extend(d for d in node.downstreams if d is not None)
+    return found

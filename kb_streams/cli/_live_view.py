@@ -25,7 +25,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from ._live_errors import ErrorDigest
+from ._live_errors import ErrorDigest, error_streams  # noqa: F401  (run.py imports it here)
 from ._output import format_bytes, format_seconds
 
 if TYPE_CHECKING:
@@ -156,35 +156,6 @@ def _counters(source: Any) -> _BridgeCounters | _WorkerCounters:
                                                  worker_receive.from_karabo_bridge_on_workers):
         return _WorkerCounters(source)
     return _BridgeCounters(source)
-
-
-def error_streams(source: Stream) -> list[Stream]:
-    """The ``.errors`` streams of ``source`` and of every node downstream of it.
-
-    Examples
-    --------
-    >>> from streamz import Stream
-    >>> source = Stream()
-    >>> node = source.map(abs)
-    >>> node.errors = Stream()
-    >>> error_streams(source) == [node.errors]
-    True
-    """
-    from streamz import Stream
-
-    found: list[Stream] = []
-    seen: set[int] = set()
-    todo = [source]
-    while todo:
-        node = todo.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        errors = getattr(node, "errors", None)
-        if isinstance(errors, Stream) and errors is not node:
-            found.append(errors)
-        todo.extend(d for d in node.downstreams if d is not None)
-    return found
 
 
 class ClusterInfo:
