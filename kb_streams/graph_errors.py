@@ -135,7 +135,7 @@ def log_failure(logger: logging.Logger, train_id: int | None, endpoint: str | No
     ...         source.emit(0)
     ...     except ZeroDivisionError as exc:
     ...         log_failure(log, 10042, "tcp://127.0.0.1:45000", exc)  # doctest: +ELLIPSIS
-    Train 10042 from tcp://127.0.0.1:45000: map(<lambda>) raised ZeroDivisionError: division by zero
+    Train 10042: error in the graph (map(<lambda>), from tcp://127.0.0.1:45000): ZeroDivisionError: ...
     Traceback (most recent call last):
       File "<doctest ...>", line 1, in <lambda>
     ...
@@ -143,8 +143,8 @@ def log_failure(logger: logging.Logger, train_id: int | None, endpoint: str | No
     """
     node = failed_node(exc)
     text = node_traceback(exc)
-    origin = f" from {endpoint}" if endpoint else ""
-    logger.error("Train %s%s: %s raised %s: %s\n%s", train_id, origin, node,
+    origin = f", from {endpoint}" if endpoint else ""
+    logger.error("Train %s: error in the graph (%s%s): %s: %s\n%s", train_id, node, origin,
                  type(exc).__name__, exc, text.rstrip("\n"),
                  extra={"train_id": train_id, "endpoint": endpoint, "node": node,
                         "error_traceback": text, "exception": exc})

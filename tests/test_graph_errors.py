@@ -39,5 +39,6 @@ def test_a_failing_map_is_one_log_record_per_train(tcp_endpoint, caplog):
     assert first.error_traceback.splitlines()[-1] == "ZeroDivisionError: division by zero"
     assert "in ratio" in first.error_traceback and "streamz" not in first.error_traceback
     assert first.getMessage().startswith(
-        f"Train 1000 from {tcp_endpoint}: map(ratio) raised ZeroDivisionError: division by zero\n"
+        f"Train 1000: error in the graph (map(ratio), from {tcp_endpoint}): "
+        "ZeroDivisionError: division by zero\n"
         "Traceback (most recent call last):\n")
