@@ -43,17 +43,7 @@ def reported_by_caller() -> Iterator[None]:
     """Within: streamz does not log the exceptions its nodes raise (in this thread); the caller
     catches and reports them (:func:`log_failure`).
 
-    Examples
-    --------
-    >>> from streamz import Stream
-    >>> source = Stream()
-    >>> _ = source.map(lambda x: 1 / x)
-    >>> with reported_by_caller():
-    ...     try:
-    ...         source.emit(0)
-    ...     except ZeroDivisionError as exc:
-    ...         print(failed_node(exc))
-    map(<lambda>)
+    See :func:`log_failure` for an example.
     """
     _state.depth = getattr(_state, "depth", 0) + 1
     try:

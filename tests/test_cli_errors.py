@@ -3,12 +3,11 @@ per kind and counted, a non-zero exit when no train succeeded, a dead endpoint s
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
+from _waiting import interrupt_when
 
 CLI = [sys.executable, "-c", "import sys; from kb_streams.cli import main; sys.exit(main())"]
 SMALL = ["--pulses", "1", "--rate", "0"]
@@ -66,21 +65,9 @@ def test_a_dead_endpoint_is_said_with_the_counters(command, tmp_path, tcp_endpoi
     pipeline = tmp_path / "ok.py"
     pipeline.write_text("def pipeline(source):\n    return source.map(lambda t: t.train_id)\n")
     args = [str(pipeline)] if command == "run" else []
-    proc = subprocess.Popen([*CLI, command, *args, "--endpoint", tcp_endpoint, "--timeout", "1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        seen = []
-        deadline = time.monotonic() + 60
-        for line in proc.stdout:  # plain status lines (not a terminal) every 2 s
-            seen.append(line)
-            if "reconnects 1" in line or time.monotonic() > deadline:
-                break
-        proc.send_signal(signal.SIGINT)
-        rest, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    seen, rest, err, _ = interrupt_when(  # plain status lines (not a terminal) every 2 s
+        [*CLI, command, *args, "--endpoint", tcp_endpoint, "--timeout", "1"],
+        lambda line: "reconnects 1" in line, 60)
     stalled = [line for line in seen if line.startswith("no train from")]
     assert stalled, seen
     assert stalled[0].startswith(f"no train from {tcp_endpoint} (REQ) for ")
