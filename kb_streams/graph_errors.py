@@ -124,8 +124,8 @@ def log_failure(logger: logging.Logger, train_id: int | None, endpoint: str | No
     ...     try:
     ...         source.emit(0)
     ...     except ZeroDivisionError as exc:
-    ...         log_failure(log, 10042, "tcp://127.0.0.1:45000", exc)  # doctest: +ELLIPSIS
-    Train 10042: error in the graph (map(<lambda>), from tcp://127.0.0.1:45000): ZeroDivisionError: ...
+    ...         log_failure(log, 10042, "tcp://exflonc12:45000", exc)  # doctest: +ELLIPSIS
+    Train 10042: error in the graph (map(<lambda>), from tcp://exflonc12:45000): ZeroDivision...
     Traceback (most recent call last):
       File "<doctest ...>", line 1, in <lambda>
     ...

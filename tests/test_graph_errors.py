@@ -5,12 +5,11 @@ from __future__ import annotations
 import itertools
 import logging
 
+from _waiting import wait_until
 from streamz import Stream
 
 import kb_streams  # noqa: F401  (registers Stream.from_karabo_bridge)
 from kb_streams.server import BridgeServer
-
-from _waiting import wait_until
 
 
 def ratio(train):

@@ -43,7 +43,9 @@ class ErrorKind:
 
         Examples
         --------
-        >>> ErrorKind("map(ratio)", "ZeroDivisionError: division by zero", "", 10042, count=85).line()
+        >>> kind = ErrorKind("map(ratio)", "ZeroDivisionError: division by zero", "", 10042)
+        >>> kind.count = 85
+        >>> kind.line()
         'map(ratio): ZeroDivisionError: division by zero (train 10042, × 84 more)'
         """
         parts = [] if self.first_train is None else [f"train {self.first_train}"]
