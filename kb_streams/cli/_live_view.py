@@ -66,6 +66,10 @@ def status_line(stats: SourceStats, rate: float, errors: int = 0) -> str:
             f"dropped {stats.dropped} | errors {errors} | in flight {stats.in_flight}")
 
 
+#: Seconds without a train before the view says so, for a source without a ``timeout``.
+STALL_AFTER = 10.0
+
+
 # -- what the view reads from a source --------------------------------------------------------
 
 class _BridgeCounters:
@@ -92,6 +96,9 @@ class _BridgeCounters:
 
     def line(self, rate: float, errors: int) -> str:
         return status_line(self.source.stats, rate, errors)
+
+    def stall_after(self) -> float:
+        return self.source.timeout or STALL_AFTER
 
     def stalled(self, seconds: float) -> str:
         stats, source = self.source.stats, self.source
@@ -137,6 +144,9 @@ class _WorkerCounters:
                 f"{stats.received} | skipped {stats.skipped} | late {stats.late} | "
                 f"errors {errors} | buffered {stats.buffered} | result "
                 f"{format_bytes(back)}/train")
+
+    def stall_after(self) -> float:
+        return self.source.receive_timeout
 
     def stalled(self, seconds: float) -> str:
         source = self.source
@@ -213,10 +223,6 @@ class ClusterInfo:
                 f"{threads} thread{'s' * (threads != 1)}")
 
 
-#: Seconds without a train before the view says so, for a source without a ``timeout``.
-STALL_AFTER = 10.0
-
-
 # -- the view ---------------------------------------------------------------------------------
 
 class LiveView:
@@ -273,8 +279,7 @@ class LiveView:
         self.rate = 0.0
         self._trains = 0
         self._last_train_at = time.monotonic()
-        timeout = getattr(source, "timeout", None)
-        self.stall_after = timeout if isinstance(timeout, (int, float)) else STALL_AFTER
+        self.stall_after = self._counters.stall_after()
 
     def close(self) -> None:
         """Stop counting errors (detaches from the ``.errors`` streams and the log)."""
