@@ -19,7 +19,8 @@ from typing import Any
 __version__ = "0.1.0"
 
 from .client import AsyncClient, Client
-from .errors import KBStreamsError, ProtocolError
+from .endpoints import check_endpoint
+from .errors import EndpointError, KBStreamsError, ProtocolError
 from .protocol import Limits, Message, decode, deserialize, encode, serialize
 from .server import BridgeServer
 from .stats import StreamStats
@@ -72,11 +73,13 @@ __all__ = [
     "AsyncClient",
     "BridgeServer",
     "Client",
+    "EndpointError",
     "KBStreamsError",
     "Limits",
     "Message",
     "ProtocolError",
     "StreamStats",
+    "check_endpoint",
     "decode",
     "deserialize",
     "encode",

@@ -55,6 +55,7 @@ from zmq.utils.monitor import recv_monitor_message
 from ._malloc import tune_malloc_once
 from ._newest import NewestReceiver
 from ._recv_bounded import TooManyParts, recv_parts
+from .endpoints import check_endpoint
 from .errors import ProtocolError
 from .protocol import DEFAULT_LIMITS, Limits, Message, decode
 from .stats import StreamStats
@@ -127,7 +128,7 @@ class ClientCore:
             raise ValueError(f"hwm must be an integer >= 0, not {hwm!r}")
 
         tune_malloc_once()
-        self.endpoint = endpoint
+        self.endpoint = check_endpoint(endpoint)
         self.sock = sock
         self.timeout = timeout
         self.timeout_ms = None if timeout is None else int(timeout * 1000)

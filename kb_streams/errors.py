@@ -6,10 +6,13 @@ Every error of ours derives from :class:`KBStreamsError`. A receive timeout stay
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
+import zmq
+
 __all__ = ["KBStreamsError", "ProtocolError", "SourceNameError", "PropertyNameError",
-           "LayoutError", "shorten"]
+           "LayoutError", "EndpointError", "shorten"]
 
 #: Longest text an error message quotes from a value (a message, a name, a dtype).
 MAX_QUOTED = 200
@@ -133,3 +136,33 @@ class TooManyParts(Exception):
 
 class Unsendable(ValueError):
     """An item a bridge server cannot send; the text says why (the server logs and skips it)."""
+class EndpointError(KBStreamsError, ValueError, zmq.ZMQError):
+    """An endpoint that is not a valid ZeroMQ address (found before any socket is made).
+
+    Also a :class:`zmq.ZMQError` (``errno`` EINVAL), as ZeroMQ itself would raise for most bad
+    endpoints, so that code written for ``karabo_bridge.Client`` still catches it.
+
+    Parameters
+    ----------
+    endpoint
+        The endpoint as given.
+    reason
+        What is wrong with it, in words.
+    bind
+        Whether it was given to bind (a server) rather than to connect.
+
+    Examples
+    --------
+    >>> print(EndpointError("tcp://", "nothing after tcp://"))
+    bad endpoint 'tcp://': nothing after tcp://
+    >>> print(EndpointError("foo", "no scheme", bind=True))
+    cannot bind foo: no scheme
+    """
+
+    def __init__(self, endpoint: object, reason: str, *, bind: bool = False) -> None:
+        self.endpoint = endpoint
+        self.reason = reason
+        self.errno = errno.EINVAL
+        self.strerror = (f"cannot bind {endpoint}: {reason}" if bind
+                         else f"bad endpoint {endpoint!r}: {reason}")
+        Exception.__init__(self, self.strerror)

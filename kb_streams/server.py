@@ -29,6 +29,7 @@ from ._serving import (
     drive_async,
     prepare,
 )
+from .endpoints import check_endpoint
 from .stats import ServerStats
 
 __all__ = ["BridgeServer", "ServerStats"]
@@ -48,9 +49,7 @@ _MAX_REQUEST_BYTES = 64 * 1024  # MAXMSGSIZE: a peer sending more is disconnecte
 def _normalise_endpoint(endpoint: str | int | None) -> str:
     if endpoint is None:
         return DEFAULT_ENDPOINT
-    if isinstance(endpoint, int) or str(endpoint).isdigit():
-        return f"tcp://127.0.0.1:{int(endpoint)}"
-    return str(endpoint)
+    return check_endpoint(endpoint, bind=True)
 
 
 class BridgeServer:
@@ -127,6 +126,7 @@ class BridgeServer:
             raise ValueError(f"unsupported server socket {sock!r}: use one of REP, PUB, PUSH")
         if protocol_version not in PROTOCOL_VERSIONS:
             raise ValueError(f"unsupported protocol version {protocol_version!r}: use 2.2 or 1.0")
+        endpoint = _normalise_endpoint(endpoint)
         self.sock = sock_name
         self.protocol_version = protocol_version
         self.dummy_timestamps = dummy_timestamps

@@ -21,7 +21,9 @@ from streamz.core import RefCounter
 from streamz.sources import Source
 
 from .client import AsyncClient
+from .endpoints import check_endpoint
 from .errors import ProtocolError
+from .graph_errors import log_failure, reported_by_caller
 from .nodes import ForgetValues, forget_values
 from .protocol import Message
 from .train import Train
@@ -193,7 +195,7 @@ class from_karabo_bridge(ForgetValues, Source):
             raise ValueError(f"timeout must be None or a number of seconds > 0, not {timeout!r}")
         if max_in_flight is not None and max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1 or None, not {max_in_flight!r}")
-        self.endpoint = endpoint
+        self.endpoint = check_endpoint(endpoint)
         self.sock = sock
         self.timeout = timeout
         self.prefetch = prefetch
@@ -377,7 +379,8 @@ class from_karabo_bridge(ForgetValues, Source):
         failures: list[BaseException] = []
         for downstream in downstreams:
             try:
-                result = downstream.update(train, who=self, metadata=metadata)
+                with reported_by_caller():  # by _downstream_error, once
+                    result = downstream.update(train, who=self, metadata=metadata)
             except Exception as exc:
                 failures.append(exc)
             else:
@@ -392,8 +395,8 @@ class from_karabo_bridge(ForgetValues, Source):
     def _downstream_error(self, train_id: int | None, failures: list[BaseException]) -> None:
         self._stats.errors += 1
         for exc in failures:
-            # log the text only, and drop the traceback: it would keep the train's arrays alive
-            logger.error("Train %s: error in the graph: %s: %s", train_id, type(exc).__name__, exc)
+            # log the traceback as text, then drop it: it would keep the train's arrays alive
+            log_failure(logger, train_id, self.endpoint, exc)
             exc.__traceback__ = None
 
     def _count(self, train: Train) -> None:

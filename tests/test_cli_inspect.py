@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import re
 import subprocess
 import time
 
@@ -92,3 +94,21 @@ def test_inspect_help_has_examples():
     result = kb_streams("inspect", "--help")
     assert result.returncode == 0
     assert "examples:" in result.stdout and "kb-streams inspect tcp://" in result.stdout
+
+
+def test_inspect_shows_only_the_sources_matching_source_globs():
+    with BridgeServer(sock="REP") as server:
+        server.start(make_train(10_000 + i) for i in itertools.count())
+        result = kb_streams("inspect", server.endpoint, "--timeout", "30", "--source", "*XGM*")
+        missing = kb_streams("inspect", server.endpoint, "--timeout", "30",
+                             "--source", "*JNGFR*", "-s", "*MID*")
+    assert result.returncode == 0, result.stderr
+    shown = {line.split()[0] for line in result.stdout.splitlines()
+             if line.startswith(("SPB_", "SA1_"))}
+    assert shown == {XGM}
+    assert "sources    2 (1 shown)" in result.stdout
+    assert missing.returncode == 1
+    [line] = missing.stderr.splitlines()
+    assert re.fullmatch(r"kb-streams inspect: error: no source of train 100\d\d matches \*JNGFR\* "
+                        r"or \*MID\*; it has: (.*)", line)
+    assert set(line.split("it has: ")[1].split(", ")) == {DET, XGM}

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import math
 import re
-import signal
 import subprocess
 import sys
 import time
 
 import pytest
+from _waiting import interrupt_when
 
 from kb_streams.cli import main
 from kb_streams.cli._live_options import dask_address
@@ -89,24 +89,10 @@ def test_demo_runs_the_embedded_simulator_and_prints_the_curve():
 
 
 def test_ctrl_c_ends_the_demo_cleanly_with_a_summary():
-    proc = subprocess.Popen(
-        [*CLI, "demo", "--pulses", "4"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        lines = []
-        deadline = time.monotonic() + 40
-        for line in proc.stdout:  # plain status lines (not a terminal) every 2 s
-            lines.append(line)
-            if line.startswith("trains ") or time.monotonic() > deadline:
-                break
-        assert lines and lines[-1].startswith("trains "), lines
-        proc.send_signal(signal.SIGINT)
-        rest, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, err
+    lines, rest, err, code = interrupt_when(  # plain status lines (not a terminal) every 2 s
+        [*CLI, "demo", "--pulses", "4"], lambda line: line.startswith("trains "), 40, 20)
+    assert lines and lines[-1].startswith("trains "), lines
+    assert code == 0, err
     assert "interrupted; " in rest and "Traceback" not in err
     assert "pumped/unpumped ratio" in rest
 

@@ -137,7 +137,7 @@ def test_run_passes_the_client_to_a_pipeline(tmp_path: Path):
     # the simulator's train IDs are consecutive: 2 of 8 trains have train_id % 4 == 3
     assert "offloaded means: 6" in out, out
     assert re.search(r"\| errors 2 \| in flight 0 \| workers 1$", out, re.MULTILINE), out
-    assert re.search(r"^last error: train \d+: module_mean failed: ValueError: no good$", out,
+    assert re.search(r"^error: module_mean: ValueError: no good \(train \d+, × 1 more\)$", out,
                      re.MULTILINE), out
     assert "ModuleNotFoundError" not in err  # the pipeline's functions reached the worker
     assert_no_process_left(tag)

@@ -208,12 +208,12 @@ def test_error_in_the_graph_is_counted_and_other_branches_go_on(tcp_endpoint, so
 
 
 def test_crashed_run_leaves_the_source_restartable(sources):
-    source = Stream.from_karabo_bridge("tcp://no-such-host-name.invalid", timeout=0.1)
+    source = Stream.from_karabo_bridge("tcp://127.0.0.1:1", timeout=0.1, hwm=-1)
     sources.append(source)
     source.start()
     assert source.join(3)  # the client could not be created: run() ended
     assert source.stopped
-    source.endpoint = "tcp://127.0.0.1:1"  # fix it and start again
+    source.client_kwargs = {}  # fix it and start again
     source.start()
     assert wait_for(lambda: source.stats.timeouts >= 1, timeout=3)
     assert not source.stopped

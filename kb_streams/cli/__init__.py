@@ -7,6 +7,11 @@ import importlib
 import os
 import sys
 
+from .. import __version__
+from ..endpoints import check_endpoint
+from ..errors import EndpointError
+from ._output import EXIT_USAGE, fail
+
 # one module in kb_streams.cli per sub-command, each with add_parser(subparsers) and run(args)
 SUBCOMMANDS = ("demo", "run", "simulate", "inspect", "monitor", "bench")
 
@@ -16,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="kb-streams",
         description="Live analysis of Karabo bridge data with streamz, xarray and Dask.",
     )
+    parser.add_argument("--version", action="version", version=version_text())
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
         importlib.import_module(f"kb_streams.cli.{name}").add_parser(subparsers)
@@ -30,13 +36,28 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if getattr(args, "endpoint", None) is not None:
+            # checked before any socket or cluster exists; a server binds, the others connect
+            args.endpoint = check_endpoint(args.endpoint, bind=getattr(args, "binds", False))
         return int(args.func(args) or 0)
+    except EndpointError as exc:
+        return fail(args.command, str(exc), EXIT_USAGE)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         # the reader of our output went away (``kb-streams monitor ... | head``): not an error
         _silence_stdout()
         return 0
+
+
+def version_text() -> str:
+    """``kb-streams X.Y.Z (Python ..., pyzmq ..., libzmq ...)``, as ``--version`` prints it."""
+    import platform
+
+    import zmq
+
+    return (f"kb-streams {__version__} (Python {platform.python_version()}, "
+            f"pyzmq {zmq.pyzmq_version()}, libzmq {zmq.zmq_version()})")
 
 
 def _silence_stdout() -> None:

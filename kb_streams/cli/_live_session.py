@@ -107,7 +107,9 @@ def run_live(
         counter.destroy()
     if not finished:
         print(f"warning: trains still in the graph after {stop_timeout:g} s", file=sys.stderr)
+    failed = min(view.errors.failed_trains, emitted)
     print(("interrupted; " if interrupted else "") + f"{emitted} trains processed"
+          + (f", {failed} failed" if failed else "")
           + (f" ({left_out} later result{'s' if left_out > 1 else ''} left out)"
              if left_out else ""), flush=True)
     print_summary(view)
@@ -115,6 +117,11 @@ def run_live(
     if emitted == 0 and not interrupted:
         print(f"error: no train received from {source.endpoint} ({source.sock})",
               file=sys.stderr)
+        return 1
+    if emitted and failed == emitted:
+        kinds = len(view.errors.kinds)
+        print(f"error: no train succeeded: all {emitted} failed ({kinds} kind"
+              f"{'s' * (kinds != 1)} of error, the first of each shown above)", file=sys.stderr)
         return 1
     return 0
 

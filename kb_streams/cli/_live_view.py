@@ -25,6 +25,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from ._live_errors import ErrorDigest, error_streams  # noqa: F401  (run.py imports it here)
 from ._output import format_bytes, format_seconds
 
 if TYPE_CHECKING:
@@ -65,6 +66,10 @@ def status_line(stats: SourceStats, rate: float, errors: int = 0) -> str:
             f"dropped {stats.dropped} | errors {errors} | in flight {stats.in_flight}")
 
 
+#: Seconds without a train before the view says so, for a source without a ``timeout``.
+STALL_AFTER = 10.0
+
+
 # -- what the view reads from a source --------------------------------------------------------
 
 class _BridgeCounters:
@@ -91,6 +96,14 @@ class _BridgeCounters:
 
     def line(self, rate: float, errors: int) -> str:
         return status_line(self.source.stats, rate, errors)
+
+    def stall_after(self) -> float:
+        return self.source.timeout or STALL_AFTER
+
+    def stalled(self, seconds: float) -> str:
+        stats, source = self.source.stats, self.source
+        return (f"no train from {source.endpoint} ({source.sock}) for {seconds:.0f} s | "
+                f"timeouts {stats.timeouts} | reconnects {stats.reconnects}")
 
     def finished(self) -> bool:
         return self.source.finished
@@ -132,6 +145,14 @@ class _WorkerCounters:
                 f"errors {errors} | buffered {stats.buffered} | result "
                 f"{format_bytes(back)}/train")
 
+    def stall_after(self) -> float:
+        return self.source.receive_timeout
+
+    def stalled(self, seconds: float) -> str:
+        source = self.source
+        return (f"no result from the workers reading {source.endpoint} ({source.sock}) "
+                f"for {seconds:.0f} s | received {source.stats.received}")
+
     def finished(self) -> bool:
         return self.source.finished.is_set()
 
@@ -145,65 +166,6 @@ def _counters(source: Any) -> _BridgeCounters | _WorkerCounters:
                                                  worker_receive.from_karabo_bridge_on_workers):
         return _WorkerCounters(source)
     return _BridgeCounters(source)
-
-
-class ErrorCounter:
-    """Counts the records emitted on ``.errors`` streams (e.g. of offload nodes); keeps the last.
-
-    Examples
-    --------
-    >>> from streamz import Stream
-    >>> errors = Stream()
-    >>> counter = ErrorCounter([errors])
-    >>> errors.emit("train 7: f failed: KeyError: 'x'")
-    >>> counter.count, counter.last
-    (1, "train 7: f failed: KeyError: 'x'")
-    >>> counter.close()
-    """
-
-    def __init__(self, streams: Iterable[Stream] = ()) -> None:
-        self.count = 0
-        self.last: str | None = None
-        self._sinks = [stream.sink(self._record) for stream in streams]
-
-    def _record(self, record: Any) -> None:
-        self.count += 1
-        self.last = str(record)
-
-    def close(self) -> None:
-        """Detach from the streams."""
-        for sink in self._sinks:
-            sink.destroy()
-        self._sinks.clear()
-
-
-def error_streams(source: Stream) -> list[Stream]:
-    """The ``.errors`` streams of ``source`` and of every node downstream of it.
-
-    Examples
-    --------
-    >>> from streamz import Stream
-    >>> source = Stream()
-    >>> node = source.map(abs)
-    >>> node.errors = Stream()
-    >>> error_streams(source) == [node.errors]
-    True
-    """
-    from streamz import Stream
-
-    found: list[Stream] = []
-    seen: set[int] = set()
-    todo = [source]
-    while todo:
-        node = todo.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        errors = getattr(node, "errors", None)
-        if isinstance(errors, Stream) and errors is not node:
-            found.append(errors)
-        todo.extend(d for d in node.downstreams if d is not None)
-    return found
 
 
 class ClusterInfo:
@@ -312,17 +274,36 @@ class LiveView:
         own = getattr(source, "errors", None)
         if own is not None and all(own is not s for s in streams):
             streams.insert(0, own)
-        self.errors = ErrorCounter(streams)
+        self.errors = ErrorDigest(streams)
         self._rate = _Rate()
         self.rate = 0.0
+        self._trains = 0
+        self._last_train_at = time.monotonic()
+        self.stall_after = self._counters.stall_after()
 
     def close(self) -> None:
-        """Stop counting errors (detaches from the ``.errors`` streams)."""
+        """Stop counting errors (detaches from the ``.errors`` streams and the log)."""
         self.errors.close()
 
     def _update_rate(self) -> float:
-        self.rate = self._rate.update(self._counters.trains(), time.monotonic())
+        now, trains = time.monotonic(), self._counters.trains()
+        if trains != self._trains:
+            self._trains, self._last_train_at = trains, now
+        self.rate = self._rate.update(trains, now)
         return self.rate
+
+    def stalled(self) -> str | None:
+        """``no train from EP (REQ) for 10 s | timeouts 2 | reconnects 2`` once no train has
+        come for the source's timeout (while it runs), else None."""
+        since = time.monotonic() - self._last_train_at
+        if since < self.stall_after or self._counters.finished():
+            return None
+        return self._counters.stalled(since)
+
+    def print_new_errors(self, file: Any = None) -> None:
+        """Print the first failure of each kind not printed yet, in full (with its traceback)."""
+        for kind in self.errors.take_new():
+            print(kind.full(), file=file or sys.stderr, flush=True)
 
     def counters(self) -> str:
         """The counters as one line."""
@@ -335,8 +316,10 @@ class LiveView:
         lines = []
         if self.cluster is not None:
             lines.append(self.cluster.line())
-        if self.errors.last is not None:
-            lines.append(f"last error: {self.errors.last}")
+        stalled = self.stalled()
+        if stalled is not None:
+            lines.append(stalled)
+        lines += [f"error: {line}" for line in self.errors.lines()]
         return lines
 
     def _pipeline_status(self) -> Any:
@@ -357,7 +340,8 @@ class LiveView:
 
     def _renderable(self) -> Any:
         parts: list[Any] = [self._counter_table()]
-        parts += [Text(line, style="dim") for line in self._extra_lines()]
+        parts += [Text(line, style="bold yellow" if line.startswith(("no ", "error")) else "dim")
+                  for line in self._extra_lines()]
         status = self._pipeline_status()
         if status is not None:
             parts.append(Text(status) if isinstance(status, str) else status)
@@ -371,15 +355,22 @@ class LiveView:
                       transient=False) as live:
                 while not done():
                     time.sleep(self.interval)
+                    self.print_new_errors()
                     live.update(self._renderable())
+                self.print_new_errors()
                 live.update(self._renderable())
         else:
             next_line = time.monotonic() + self.plain_interval
             while not done():
                 time.sleep(min(self.interval, self.plain_interval))
+                self.print_new_errors()
                 if time.monotonic() >= next_line:
                     next_line += self.plain_interval
                     print(self.counters(), flush=True)
+                    stalled = self.stalled()
+                    if stalled is not None:
+                        print(stalled, flush=True)
+            self.print_new_errors()
 
     def summary(self) -> str:
         """Final counters and pipeline status, as plain text."""

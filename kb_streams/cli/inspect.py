@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import fnmatch
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,10 +32,13 @@ examples:
   kb-streams inspect tcp://127.0.0.1:45000                 # from a REP server (kb-streams simulate)
   kb-streams inspect tcp://127.0.0.1:45000 --sock SUB      # from a PUB server
   kb-streams inspect ipc:///tmp/bridge --sock PULL --timeout 30
+  kb-streams inspect tcp://127.0.0.1:45000 --source '*XGM*'   # only the XGM's keys
 
 Prints the train ID, timestamp, age (now - timestamp) and protocol version, then one row per
 key: source, key, type (the dtype, for arrays), shape, size and (if short) the value itself.
-Exits with 1 and a one-line error if no train arrives within --timeout seconds.
+--source GLOB (repeatable) shows only the sources matching one of the patterns (fnmatch
+syntax, case-sensitive). Exits with 1 and a one-line error if no train arrives within --timeout
+seconds, or if no source of the train matches.
 """
 
 
@@ -46,6 +50,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_reader_arguments(parser, timeout=10.0)
+    parser.add_argument("--source", "-s", action="append", default=None, metavar="GLOB",
+                        help="show only the sources matching GLOB, e.g. '*XGM*' "
+                             "(repeat for more patterns; default: all)")
     parser.set_defaults(func=run)
     return parser
 
@@ -67,20 +74,40 @@ def run(args: argparse.Namespace) -> int:
     finally:
         client.close()
     train = Train.from_message(message)
+    shown = matching_sources(message.data, args.source)
+    if not shown:
+        return fail(COMMAND, f"no source of train {train.train_id} matches "
+                             f"{' or '.join(args.source)}; it has: {', '.join(message.data)}")
     if is_terminal():
-        print_rich(message, train, args)
+        print_rich(message, train, args, shown)
     else:
-        print(describe_plain(message, train, args), flush=True)
+        print(describe_plain(message, train, args, shown), flush=True)
     return EXIT_OK
+
+
+def matching_sources(sources: Mapping[str, Any], patterns: list[str] | None) -> list[str]:
+    """The names in ``sources`` matching any of the glob ``patterns`` (all if ``None``).
+
+    Examples
+    --------
+    >>> matching_sources({"SA1_XTD2_XGM/XGM/DOOCS": 0, "SPB_DET_AGIPD1M-1/DET/0CH0:xtdf": 0},
+    ...                  ["*XGM*"])
+    ['SA1_XTD2_XGM/XGM/DOOCS']
+    """
+    if patterns is None:
+        return list(sources)
+    return [name for name in sources
+            if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)]
 
 
 # -- describing a train -----------------------------------------------------------------------
 
-def rows(message: Message) -> list[list[str]]:
-    """One row of :data:`COLUMNS` per key of every source, sources and keys in received order."""
+def rows(message: Message, sources: list[str] | None = None) -> list[list[str]]:
+    """One row of :data:`COLUMNS` per key of every source (of ``sources``, if given), sources and
+    keys in received order."""
     table = []
-    for source, values in message.data.items():
-        for key, value in _flatten(values):
+    for source in message.data if sources is None else sources:
+        for key, value in _flatten(message.data[source]):
             table.append([source, key, *_describe(value)])
     return table
 
@@ -113,15 +140,19 @@ def _short(value: Any, width: int = 40) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def summary(message: Message, train: Train) -> list[tuple[str, str]]:
-    """(label, text) pairs describing the whole train."""
+def summary(message: Message, train: Train,
+            shown: list[str] | None = None) -> list[tuple[str, str]]:
+    """(label, text) pairs describing the whole train (``shown``: the sources listed below)."""
+    n_sources = str(len(message.data))
+    if shown is not None and len(shown) < len(message.data):
+        n_sources = f"{n_sources} ({len(shown)} shown)"
     has_time = not np.isnat(train.timestamp)
     parts = [
         ("train ID", "n/a (no timestamp.tid)" if train.train_id is None else str(train.train_id)),
         ("timestamp", f"{train.timestamp}Z" if has_time else "n/a (no timestamp in metadata)"),
         ("age", format_seconds(train.age)),
         ("protocol", message.protocol_version),
-        ("sources", str(len(message.data))),
+        ("sources", n_sources),
         ("size", format_bytes(message.nbytes)),
     ]
     if train.train_id_conflicts:
@@ -129,16 +160,18 @@ def summary(message: Message, train: Train) -> list[tuple[str, str]]:
     return parts
 
 
-def describe_plain(message: Message, train: Train, args: argparse.Namespace) -> str:
-    """The whole description as plain text (for pipes and files)."""
-    head = [("endpoint", f"{args.endpoint} ({args.sock})"), *summary(message, train)]
+def describe_plain(message: Message, train: Train, args: argparse.Namespace,
+                   shown: list[str] | None = None) -> str:
+    """The whole description as plain text (for pipes and files); ``shown``: sources to list."""
+    head = [("endpoint", f"{args.endpoint} ({args.sock})"), *summary(message, train, shown)]
     width = max(len(label) for label, _ in head)
     lines = [f"{label.ljust(width)}  {text}" for label, text in head]
-    return "\n".join(lines) + "\n\n" + plain_table(COLUMNS, rows(message))
+    return "\n".join(lines) + "\n\n" + plain_table(COLUMNS, rows(message, shown))
 
 
-def print_rich(message: Message, train: Train, args: argparse.Namespace) -> None:
-    """The description for a terminal: a summary, then one table per source."""
+def print_rich(message: Message, train: Train, args: argparse.Namespace,
+               shown: list[str] | None = None) -> None:
+    """The description for a terminal: a summary, then one table per source (of ``shown``)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -147,11 +180,11 @@ def print_rich(message: Message, train: Train, args: argparse.Namespace) -> None
     head.add_column(style="bold")
     head.add_column()
     for label, text in [("endpoint", f"{args.endpoint} ({args.sock})"),
-                        *summary(message, train)]:
+                        *summary(message, train, shown)]:
         head.add_row(label, text)
     console.print(head)
     by_source: dict[str, list[list[str]]] = {}
-    for row in rows(message):
+    for row in rows(message, shown):
         by_source.setdefault(row[0], []).append(row[1:])
     for source, source_rows in by_source.items():
         tid = train.meta.get(source, {}).get("timestamp.tid")

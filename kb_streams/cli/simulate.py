@@ -96,7 +96,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="seconds between status lines (default: 2)")
     parser.add_argument("--describe", action="store_true",
                         help="print what would be sent (sources, keys, shapes) and exit")
-    parser.set_defaults(func=run, without=[])
+    parser.set_defaults(func=run, without=[], binds=True)
     return parser
 
 
