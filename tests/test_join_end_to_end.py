@@ -8,6 +8,8 @@ exactly once, in order, complete, and put every other one on ``.partial`` with i
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -53,3 +55,30 @@ def test_two_bridges_one_late_and_lossy_join_exactly_once_in_order():
     assert all(r.missing == (slow,) and r.reason in ("window", "timeout")
                for r in missed.values())
     assert late == [] and node.stats.matched == len(ids)
+
+
+def test_kb_streams_simulate_split_serves_parts_a_join_reads():
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kb_streams.cli", "simulate", "-d", "CAMERA", "--pool-size", "1",
+         "--sock", "PUSH", "--endpoint", "tcp://127.0.0.1:0", "--trains", "60", "--rate", "30",
+         "--split", "det=*CAM*", "--split", "slow=*XGM*+*PPODL*+*MOTOR*:delay=0.2,jitter=0.1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = [proc.stdout.readline() for _ in range(2)]
+        assert all(line.startswith("Serving part ") for line in lines), lines
+        node = Stream.from_karabo_bridge([line.split()[-1] for line in lines], "PULL",
+                                         window=20, timeout=1.0)
+        out = node.sink_to_list()
+        node.start()
+        try:
+            assert proc.wait(30) == 0
+            wait_until(lambda: len(out) >= 20, 10, "20 joined trains")
+        finally:
+            node.stop()
+            assert node.join(5)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        proc.communicate(timeout=30)
+    ids = [t.train_id for t in out]       # PUSH sends nothing before a reader connects
+    assert ids == sorted(set(ids)) and all(len(t.sources) == 5 for t in out)

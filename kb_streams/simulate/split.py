@@ -207,6 +207,8 @@ class SplitServer:
                 lane.sent += 1
             except queue.Full:
                 lane.unsent += 1
+            except RuntimeError:  # the server was closed under us
+                return
 
     def _drain(self) -> None:
         """Let every scheduled part out, then end the release threads."""
