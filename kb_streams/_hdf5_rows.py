@@ -14,7 +14,8 @@ The layout (one file per run, as DAMNIT keeps ``p{proposal}_r{run}.h5``; netCDF-
   ``coordinates`` attribute). The DataArray's attrs (from the first row) sit on ``data``; the
   group has ``_damnit_objtype = 'dataarray'`` for DataArrays.
 
-A train that lacks a result has the fill value there (NaN for floats, 0 else). SWMR allows
+The ``segment`` label of a reduction's result (:mod:`kb_streams.reduce.segments`), when a
+number, is saved as a result of its own. A train that lacks a result has the fill value there (NaN for floats, 0 else). SWMR allows
 no new objects once readers may follow, so the variables are those of the first batch; a new
 name later is reported, not written.
 """
@@ -88,6 +89,9 @@ def row_of(item: Any) -> tuple[int, dict[str, Column]]:
         values = {getattr(v, "name", None) or f"value{i}": v for i, v in enumerate(item)}
     else:
         values = {"value": item}
+    segment = getattr(item, "attrs", {}).get("segment")
+    if isinstance(segment, int | float | np.number) and "segment" not in values:
+        values["segment"] = segment  # the closed segment a final result belongs to
     return tid, {_name(k): _column(v.drop_vars("trainId", errors="ignore")
                                    if isinstance(v, xr.DataArray) else v)
                  for k, v in values.items()}

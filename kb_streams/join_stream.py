@@ -165,6 +165,8 @@ class join_trains(Stream):
         self.partial = Stream(stream_name="partial")
         self.late = Stream(stream_name="late")
         self.errors = Stream(stream_name="errors")
+        for side in (self.partial, self.late, self.errors):
+            side.node = self  # streamz links downstream weakly: a side stream keeps its node
         if timeout is not None:
             kwargs.setdefault("ensure_io_loop", True)
         Stream.__init__(self, upstreams=streams, **kwargs)

@@ -82,3 +82,14 @@ def test_kb_streams_simulate_split_serves_parts_a_join_reads():
         proc.communicate(timeout=30)
     ids = [t.train_id for t in out]       # PUSH sends nothing before a reader connects
     assert ids == sorted(set(ids)) and all(len(t.sources) == 5 for t in out)
+
+
+def test_the_joined_scan_example_saves_and_reopens_its_results(tmp_path):
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "joined_scan_saved.py"
+    run = subprocess.run([sys.executable, str(example), "--trains", "24", "--out",
+                          str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "joined " in run.stdout and "scan passes [0] finished" in run.stdout
+    assert (tmp_path / "trains.h5").exists() and (tmp_path / "curves.h5").exists()

@@ -88,3 +88,14 @@ def test_from_karabo_bridge_with_a_list_merges_the_bridges_by_train_id():
     assert sorted(p.train_id for p in partial) == sorted(dropped)
     assert all(p.missing == (slow.endpoint,) for p in partial)
     assert node.stats.matched == len(tids) - len(dropped)
+
+
+def test_a_graph_using_only_a_side_stream_keeps_its_join():
+    import gc
+
+    a, b = Stream(), Stream()
+    partial = a.join_trains(b, window=1).partial.sink_to_list()
+    gc.collect()
+    a.emit(item(1))
+    a.emit(item(2))
+    assert [p.train_id for p in partial] == [1]

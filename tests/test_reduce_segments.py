@@ -78,3 +78,15 @@ def test_the_demo_curve_starts_afresh_when_the_scan_comes_back_to_its_start():
     assert curve.result["count"].values.tolist() == [1, 0, 0, 0, 0]
     assert curve.result.attrs["segment"] == 1 and "scan pass 1" in curve.table()
     assert curve.trains == 9
+
+
+def test_a_graph_using_only_the_finals_keeps_its_node():
+    import gc
+
+    values = Stream()
+    finals = values.reduce_online(RunningStats(), segment=lambda x: x.attrs["step"]).finals
+    out = finals.sink_to_list()
+    gc.collect()
+    for step in (1, 1, 2):
+        values.emit(stepped(step, 1.0))
+    assert len(out) == 1

@@ -102,6 +102,7 @@ class reduce_online(Stream):
         self._segmented = segment is not None or reset_on is not None
         self._lock = threading.RLock()
         self.finals = Stream(stream_name="finals")
+        self.finals.node = self  # a graph that only uses .finals keeps this node alive
         self.emit_mode = emit
         self.every = int(every)
         self.n_items = 0

@@ -92,6 +92,7 @@ class _Lane:
     rng: random.Random
     heap: list = field(default_factory=list)
     last: float = 0.0
+    queued: int = 0
     sent: int = 0
     dropped: int = 0
     unsent: int = 0
@@ -181,7 +182,8 @@ class SplitServer:
             when = max(when, lane.last)  # a bridge keeps its own order
         lane.last = when
         with self._wake:
-            heapq.heappush(lane.heap, (when, id(piece), piece))
+            lane.queued += 1  # ties keep the order they were made in
+            heapq.heappush(lane.heap, (when, lane.queued, piece))
             self._wake.notify_all()
 
     def _start_lanes(self) -> None:
