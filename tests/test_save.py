@@ -179,3 +179,28 @@ def test_a_killed_writer_leaves_a_readable_file(tmp_path):
     assert ds["e"].values[:, 0].tolist() == list(range(n))
     with h5py.File(path, "r", swmr=True) as f:     # a plain open needs `h5clear -s` first
         assert f["e/data"].shape[0] >= 40
+
+
+PIPELINE = '''
+import xarray as xr
+
+def pipeline(source):
+    return source.map(lambda train: xr.DataArray(
+        float(train["SA1_XTD2_XGM/XGM/DOOCS", "pulseEnergy.photonFlux"].ndarray()),
+        name="flux", coords={"trainId": train.train_id}))
+'''
+
+
+def test_kb_streams_run_saves_what_the_pipeline_returns(tmp_path, capsys, restore_signals):
+    from kb_streams.cli import main
+
+    pipeline = tmp_path / "flux.py"
+    pipeline.write_text(PIPELINE)
+    path = tmp_path / "flux.h5"
+    code = main(["run", str(pipeline), "--trains", "6", "--pulses", "4", "--rate", "50",
+                 "--save", str(path)])
+    assert code == 0
+    assert f"saved 6 trains to {path}" in capsys.readouterr().out
+    ds = open_results(str(path))
+    ids = ds.trainId.values.tolist()
+    assert len(ids) == 6 and ids == sorted(ids) and ds["flux"].dims == ("trainId",)
