@@ -112,9 +112,6 @@ class join_trains(Stream):
         closed (duplicates and unconfirmed train-ID jumps are only counted in ``stats``).
     errors
         Stream of ``{'input', 'error'}`` records: items whose train ID could not be read.
-    stats
-        :class:`kb_streams.join.JoinStats` snapshot (matched, partial, dropped by reason, late,
-        duplicates, matching ratio, each input's lag in trains).
 
     Examples
     --------
@@ -178,7 +175,8 @@ class join_trains(Stream):
     # -- the node interface -----------------------------------------------------------------
     @property
     def stats(self) -> JoinStats:
-        """A snapshot of the counters (:class:`kb_streams.join.JoinStats`)."""
+        """A snapshot of the counters (:class:`kb_streams.join.JoinStats`: matched, partial,
+        dropped by reason, late, duplicates, matching ratio, each input's lag in trains)."""
         with self._lock:
             return self.joiner.stats
 

@@ -89,8 +89,6 @@ class to_hdf5(Sink):
 
     Attributes
     ----------
-    stats
-        :class:`SaveStats`.
     errors
         A stream of ``{'train_id', 'error'}`` records of results not saved.
 
@@ -138,7 +136,7 @@ class to_hdf5(Sink):
     # -- the node interface -----------------------------------------------------------------
     @property
     def stats(self) -> SaveStats:
-        """A snapshot of the counters."""
+        """A snapshot of the counters (:class:`SaveStats`)."""
         with self._wake:
             return replace(self._stats, queued=len(self._queue))
 
