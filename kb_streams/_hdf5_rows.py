@@ -15,9 +15,9 @@ The layout (one file per run, as DAMNIT keeps ``p{proposal}_r{run}.h5``; netCDF-
   group has ``_damnit_objtype = 'dataarray'`` for DataArrays.
 
 The ``segment`` label of a reduction's result (:mod:`kb_streams.reduce.segments`), when a
-number, is saved as a result of its own. A train that lacks a result has the fill value there (NaN for floats, 0 else). SWMR allows
-no new objects once readers may follow, so the variables are those of the first batch; a new
-name later is reported, not written.
+number, is saved as a result of its own. A train that lacks a result has the fill value there
+(NaN for floats, 0 else). SWMR allows no new objects once readers may follow, so the variables
+are those of the first batch; a new name later is reported, not written.
 """
 
 from __future__ import annotations

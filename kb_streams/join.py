@@ -39,34 +39,7 @@ from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["MISSING", "Joined", "JoinStats", "Late", "TrainJoiner"]
-
-
-class _Missing:
-    """The marker in place of an input a train lacks (``partial='emit'``)."""
-
-    _instance: _Missing | None = None
-
-    def __new__(cls) -> _Missing:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __bool__(self) -> bool:
-        return False
-
-    def __repr__(self) -> str:
-        return "MISSING"
-
-    def __reduce__(self) -> str:
-        return "MISSING"
-
-
-#: Stands for an input a joined train lacks.
-MISSING = _Missing()
-
-#: Why a slot closed incomplete (``Joined.reason``), as counted in ``JoinStats.dropped``.
-REASONS = ("window", "timeout", "stale", "restart", "end")
+__all__ = ["Joined", "JoinStats", "Late", "TrainJoiner", "join_all"]
 
 
 @dataclass(frozen=True)

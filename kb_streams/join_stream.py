@@ -17,15 +17,38 @@ from typing import Any
 from streamz import Stream
 from tornado.ioloop import PeriodicCallback
 
-from .join import MISSING, Joined, JoinStats, Late, TrainJoiner
+from .join import Joined, JoinStats, Late, TrainJoiner
 from .train import Train, train_id_of
 
-__all__ = ["JoinedTuple", "from_karabo_bridges", "join_trains", "merge_trains"]
+__all__ = ["MISSING", "JoinedTuple", "from_karabo_bridges", "join_trains", "merge_trains"]
 
 logger = logging.getLogger(__name__)
 
 _PARTIAL = ("drop", "emit")
 
+
+class _Missing:
+    """The marker in place of an input a train lacks (``partial='emit'``)."""
+
+    _instance: _Missing | None = None
+
+    def __new__(cls) -> _Missing:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __reduce__(self) -> str:
+        return "MISSING"
+
+
+#: Stands for an input a joined train lacks.
+MISSING = _Missing()
 
 class JoinedTuple(tuple):
     """The items of one train in input order (``MISSING`` where an input lacks it).
@@ -89,7 +112,7 @@ class join_trains(Stream):
         Trains a ``latest`` value may be older than the train it joins; ``None``: any age.
     partial
         ``'drop'`` (default): an incomplete train goes only to ``node.partial`` as a record.
-        ``'emit'``: it is also emitted, with :data:`kb_streams.join.MISSING` in place of the
+        ``'emit'``: it is also emitted, with :data:`MISSING` in place of the
         inputs it lacks (check ``out.missing``).
     key
         How to read an item's train ID (default :func:`kb_streams.train.train_id_of`: a
@@ -101,6 +124,9 @@ class join_trains(Stream):
         Applied to each :class:`JoinedTuple` before it is emitted (e.g. :func:`merge_trains`).
     max_jump
         Train IDs further than this from the newest need a second one to confirm the jump.
+    ordered
+        Each input delivers its trains in order (a bridge does). ``False``: hold every train
+        ``window`` trains, so that any order within the window gives the same output.
 
     Attributes
     ----------
@@ -138,7 +164,7 @@ class join_trains(Stream):
                  partial: str = "drop", key: Callable[[Any], int | None] = train_id_of,
                  names: Sequence[Hashable] | None = None,
                  merge: Callable[[JoinedTuple], Any] | None = None, max_jump: int = 1000,
-                 **kwargs: Any) -> None:
+                 ordered: bool = True, **kwargs: Any) -> None:
         if partial not in _PARTIAL:
             raise ValueError(f"partial must be one of {_PARTIAL}, not {partial!r}")
         required, latest = [upstream, *others], list(latest)
@@ -152,7 +178,7 @@ class join_trains(Stream):
         self._name_of = {id(s): n for s, n in zip(streams, self.names, strict=True)}
         self.joiner = TrainJoiner(self.names[:len(required)], latest=self.names[len(required):],
                                   window=window, timeout=timeout, max_age=max_age,
-                                  max_jump=max_jump)
+                                  max_jump=max_jump, ordered=ordered)
         self.partial_mode = partial
         self.key = key
         self.merge = merge
@@ -293,36 +319,40 @@ def from_karabo_bridges(endpoints: Sequence[str], sock: str = "REQ", *,
     sources = {ep: from_karabo_bridge(ep, sock, stream_name=ep, **source_kwargs)
                for ep in endpoints}
     required = [sources[ep] for ep in endpoints if ep not in latest]
-    node = join_trains(*required, latest=[sources[ep] for ep in latest], window=window,
-                       timeout=timeout, max_age=max_age, partial=partial, merge=merge_trains,
-                       loop=required[0].loop, stream_name="from_karabo_bridges")
-    _drive(node, list(sources.values()))
+    node = _bridges_joined(list(sources.values()), *required,
+                           latest=[sources[ep] for ep in latest], window=window,
+                           timeout=timeout, max_age=max_age, partial=partial,
+                           merge=merge_trains, loop=required[0].loop,
+                           stream_name="from_karabo_bridges")
     if start:
         node.start()
     return node
 
 
-def _drive(node: join_trains, sources: list) -> None:
-    """Give ``node`` start/stop/join that act on its sources too."""
-    stop_join = node.stop
+class _bridges_joined(join_trains):
+    """``join_trains`` over bridge sources, with ``start``/``stop``/``join`` acting on them."""
 
-    def start() -> None:
-        node._finished.clear()
-        for source in sources:
+    def __init__(self, sources: list, *required: Stream, **kwargs: Any) -> None:
+        self.sources = sources
+        super().__init__(*required, **kwargs)
+
+    def start(self) -> None:
+        """Start every source."""
+        self._finished.clear()
+        for source in self.sources:
             source.start()
 
-    def stop() -> None:
-        for source in sources:
+    def stop(self) -> None:
+        """Stop every source (then :meth:`join` closes the trains still open)."""
+        for source in self.sources:
             source.stop()
 
-    def join(timeout: float | None = None) -> bool:
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for every source to finish, then close and emit the trains still open."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        for source in sources:
+        for source in self.sources:
             left = None if deadline is None else max(deadline - time.monotonic(), 0)
             if not source.join(left):
                 return False
-        stop_join()
+        super().stop()
         return True
-
-    node.sources = sources
-    node.start, node.stop, node.join = start, stop, join

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import xarray as xr
 from _waiting import wait_for
 from streamz import Stream
 
-import kb_streams.join_stream  # noqa: F401  (registers join_trains)
-from kb_streams.join import MISSING, Late
+from kb_streams.join import Late
+from kb_streams.join_stream import MISSING
 from kb_streams.server import BridgeServer
 from kb_streams.train import Train
 

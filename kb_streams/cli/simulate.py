@@ -11,7 +11,6 @@ from typing import Any
 import zmq
 
 from ..server import BridgeServer
-from ._split import part_argument, serve_split
 from ._output import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -24,6 +23,7 @@ from ._output import (
     positive_float,
     positive_int,
 )
+from ._split import part_argument, serve_split
 
 COMMAND = "simulate"
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:45000"
