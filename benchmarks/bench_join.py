@@ -114,7 +114,12 @@ def time_paced(save: bool, seconds: float, directory: str) -> list[float]:
         sink.stop()
         sink.join(30)
         assert sink.stats.written == len(took), sink.stats
+        WRITE_SECONDS.append(sink.stats.write_seconds / sink.stats.written)
     return took
+
+
+#: The writer thread's time per row of each paced run.
+WRITE_SECONDS: list[float] = []
 
 
 def time_busy(save: bool, seconds: float, reps: int, directory: str) -> float:
@@ -216,7 +221,8 @@ def main(args: argparse.Namespace) -> int:
     without, with_ = (statistics.median(paced[s]) * 1e3 for s in (False, True))
     print(f"to_hdf5 at 10 trains/s (64-pulse vector + 512x512 float32 image): graph time "
           f"{with_:.3f} ms/train with, {without:.3f} ms/train without: "
-          f"{(with_ - without) / 100 * 100:.2f}% of the 100 ms per train (target < 5%)")
+          f"{(with_ - without) / 100 * 100:.2f}% of the 100 ms per train (target < 5%); the "
+          f"writer thread {statistics.median(WRITE_SECONDS) * 1e3:.2f} ms/train")
     rate_without, rate_with = (statistics.median(busy[s]) for s in (False, True))
     print(f"to_hdf5, CPU-bound graph ({args.work_ms:g} ms/train), 10 results/s saved: "
           f"{rate_with:.1f} trains/s with, {rate_without:.1f} without: "
