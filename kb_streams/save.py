@@ -92,6 +92,12 @@ class to_hdf5(Sink):
     errors
         A stream of ``{'train_id', 'error'}`` records of results not saved.
 
+    Notes
+    -----
+    h5py holds the GIL while it writes, so the writer thread takes Python time from the graph
+    while it writes a batch (``stats.write_seconds``; about 1-10 ms per MB on a busy machine).
+    Save reduced results (a per-pulse vector, a small image), not whole trains.
+
     Examples
     --------
     >>> import xarray as xr
