@@ -319,6 +319,8 @@ def from_karabo_bridges(endpoints: Sequence[str], sock: str = "REQ", *,
     sources = {ep: from_karabo_bridge(ep, sock, stream_name=ep, **source_kwargs)
                for ep in endpoints}
     required = [sources[ep] for ep in endpoints if ep not in latest]
+    if not required:
+        raise ValueError("at least one endpoint must be joined by train ID (not latest=)")
     node = _bridges_joined(list(sources.values()), *required,
                            latest=[sources[ep] for ep in latest], window=window,
                            timeout=timeout, max_age=max_age, partial=partial,
