@@ -38,8 +38,8 @@ if TYPE_CHECKING:
     from .train import Train
     from .worker_receive import from_karabo_bridge_on_workers
 
-__all__ = ["PumpProbeSetup", "PumpProbeCurve", "pump_probe_graph", "pump_probe_on_workers",
-           "bin_ratios", "ratio_of_train", "curve_table"]
+__all__ = ["PumpProbeSetup", "PumpProbeCurve", "ScanNumber", "pump_probe_graph",
+           "pump_probe_on_workers", "bin_ratios", "ratio_of_train", "curve_table"]
 
 #: The simulator's pump-probe scan, also the demo's default: delays from -1 to 4 ps in 5 steps.
 SCAN_DELAYS = np.linspace(-1.0, 4.0, 5)
@@ -122,6 +122,30 @@ def ratio_of_train(train: Train, setup: PumpProbeSetup) -> tuple[float, float]:
     return float(delay), float(ratio)
 
 
+class ScanNumber:
+    """The pass of a delay scan a ``(delay, ...)`` pair belongs to: a new pass starts each time
+    the delay comes back into the first bin. The demo's curve starts afresh with each pass.
+
+    Examples
+    --------
+    >>> scan = ScanNumber([-1.5, -0.5, 0.5, 1.5])
+    >>> [scan((delay, 1.0)) for delay in [-1, 0, 1, 0, -1, -1, 0]]
+    [0, 0, 0, 0, 1, 1, 1]
+    """
+
+    def __init__(self, edges: tuple[float, ...] | list[float]) -> None:
+        self.first = (edges[0], edges[1])
+        self.number = 0
+        self._away = False
+
+    def __call__(self, pair: tuple[float, Any]) -> int:
+        at_start = self.first[0] <= pair[0] < self.first[1]
+        if at_start and self._away:
+            self.number += 1
+        self._away = not at_start
+        return self.number
+
+
 class PumpProbeCurve:
     """The latest binned curve of a running graph (thread-safe to read from another thread)."""
 
@@ -131,6 +155,8 @@ class PumpProbeCurve:
         self.trains = 0
 
     def _store(self, result: xr.Dataset) -> None:
+        if result.attrs.get("final"):
+            return  # a closed scan pass: the result this train already stored
         with self._lock:
             self._result = result
             self.trains += 1
@@ -146,7 +172,9 @@ class PumpProbeCurve:
         result = self.result
         if result is None:
             return "pump-probe curve: waiting for trains..."
-        return curve_table(result, title="pumped/unpumped ratio of ring-1 intensity per µJ")
+        scan = f", scan pass {result.attrs['segment']}" if "segment" in result.attrs else ""
+        return curve_table(result, title="pumped/unpumped ratio of ring-1 intensity per "
+                           f"µJ{scan}")
 
 
 def curve_table(result: xr.Dataset, *, title: str = "", width: int = 30) -> str:
@@ -246,7 +274,8 @@ def bin_ratios(ratios: Stream, setup: PumpProbeSetup | None = None) -> PumpProbe
 
     setup = setup or PumpProbeSetup()
     curve = PumpProbeCurve()
-    binned = ratios.reduce_online(BinnedStats(list(setup.bins), dim="delay"))
+    binned = ratios.reduce_online(BinnedStats(list(setup.bins), dim="delay"),
+                                  segment=ScanNumber(setup.bins))
     binned.sink(curve._store)
     return curve
 

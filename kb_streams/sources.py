@@ -114,7 +114,9 @@ class from_karabo_bridge(ForgetValues, Source):
     Parameters
     ----------
     endpoint
-        ZeroMQ endpoint of the bridge, e.g. ``'tcp://exflonc12:45000'``.
+        ZeroMQ endpoint of the bridge, e.g. ``'tcp://exflonc12:45000'``. A list of endpoints
+        reads each and joins them by train ID into one :class:`Train` per train
+        (:func:`kb_streams.join_stream.from_karabo_bridges`).
     sock
         ``'REQ'`` (the bridge's REP socket; the default), ``'SUB'`` (PUB) or ``'PULL'`` (PUSH).
     timeout
@@ -171,6 +173,12 @@ class from_karabo_bridge(ForgetValues, Source):
     ...     source.map(analyse).sink(show)
     ...     source.start()
     """
+
+    def __new__(cls, endpoint: str | list[str] = "", *args: Any, **kwargs: Any) -> Any:
+        if isinstance(endpoint, list | tuple):  # several bridges: one merged Train per train ID
+            from .join_stream import from_karabo_bridges
+            return from_karabo_bridges(endpoint, *args, **kwargs)
+        return super().__new__(cls)
 
     def __init__(
         self,

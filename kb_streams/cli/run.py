@@ -29,6 +29,7 @@ EPILOG = """\
 examples:
   kb-streams run examples/roi_monitor.py                    # on an embedded simulator
   kb-streams run my_pipeline.py --endpoint tcp://exflonc12:45000 --sock SUB --trains 100
+  kb-streams run my_pipeline.py --save results.h5           # one row per train, HDF5
   kb-streams run my_pipeline.py --dask                       # with a local Dask cluster
   kb-streams run my_pipeline.py --dask tcp://10.0.0.5:8786   # with a running scheduler
 
@@ -73,6 +74,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="name of the function to call (default: pipeline)")
     add_source_arguments(parser)
     add_dask_arguments(parser, what="connect to Dask first and pass the client to pipeline()")
+    parser.add_argument("--save", type=Path, default=None, metavar="PATH.h5",
+                        help="save what the pipeline's stream emits to an HDF5 file, one row "
+                             "per train (kb_streams.save.to_hdf5; needs kb-streams[files])")
     parser.set_defaults(func=run)
     return parser
 
@@ -172,12 +176,30 @@ def run(args: argparse.Namespace) -> int:
         result = func(source, **kwargs)  # errors in the user's code: let the traceback show
         try:
             graph, status = split_result(result)
-        except TypeError as exc:
+            saver = _saver(graph, args.save)
+        except (TypeError, ImportError, OSError) as exc:
             return fail(COMMAND, str(exc), EXIT_USAGE)
         code = run_live(source, status, trains=args.trains, errors=error_streams(source),
                         cluster=cluster, title=f"kb-streams run {args.pipeline.name}")
+        if saver is not None:
+            saver.stop()
+            saver.join(30)
+            stats = saver.stats
+            print(f"saved {stats.written} trains to {args.save} ({stats.dropped} dropped, "
+                  f"{stats.errors} not saved)", flush=True)
         del graph, result  # referenced until here: streamz holds downstream nodes only weakly
         return code
+
+
+def _saver(graph: Any, path: Path | None) -> Any:
+    """``graph.to_hdf5(path)`` for ``--save`` (None without it)."""
+    if path is None:
+        return None
+    if graph is None:
+        raise TypeError("--save needs pipeline() to return the stream of results to save")
+    from ..save import to_hdf5
+
+    return to_hdf5(graph, str(path))
 
 
 def ship_by_value(func: Callable[..., Any]) -> None:

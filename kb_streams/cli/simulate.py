@@ -23,6 +23,7 @@ from ._output import (
     positive_float,
     positive_int,
 )
+from ._split import part_argument, serve_split
 
 COMMAND = "simulate"
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:45000"
@@ -35,6 +36,7 @@ examples:
   kb-streams simulate --sock PUSH --trains 100 --protocol 1.0 --no-motor
   kb-streams simulate --detector JUNGFRAU --fault skip_every=10 --fault corrupt_every=50
   kb-streams simulate --detector LPD --describe            # what would be sent, then exit
+  kb-streams simulate --sock PUSH --split 'det=*DET*' --split 'slow=*:delay=0.3,drop=0.05'
 
 The first line printed ends with the endpoint served on (useful with port 0); then a status line
 every --interval seconds while trains go out. Runs until Ctrl-C, or until --trains trains are sent.
@@ -94,6 +96,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                              "train (default: 0, the exact energies the images were made with)")
     parser.add_argument("--interval", type=positive_float, default=2.0, metavar="S",
                         help="seconds between status lines (default: 2)")
+    parser.add_argument("--split", action="append", type=part_argument, default=None,
+                        metavar="NAME=GLOB[:OPTS]",
+                        help="serve the sources matching GLOB (join several with +) on their "
+                             "own endpoint (next port up), with OPTS delay=S,jitter=S,drop=F,"
+                             "shuffle=1; repeat per part, unmatched sources go to the first; "
+                             "e.g. --split 'det=*DET*' --split 'slow=*XGM*+*PPODL*:delay=0.3'")
     parser.add_argument("--describe", action="store_true",
                         help="print what would be sent (sources, keys, shapes) and exit")
     parser.set_defaults(func=run, without=[], binds=True)
@@ -151,6 +159,8 @@ def run(args: argparse.Namespace) -> int:
     if args.describe:
         print(trains.describe(), flush=True)
         return EXIT_OK
+    if args.split:
+        return serve_split(args, trains, _printer())
     try:
         server = BridgeServer(args.endpoint, sock=args.sock, protocol_version=args.protocol)
     except zmq.ZMQError as exc:

@@ -13,8 +13,9 @@ inputs, so reductions pickle small and cheap.
 | :class:`BinnedStats` | count/mean/std/sem of values binned by a scalar (delay scans) |
 | :class:`PumpProbe` | on/off/on-off by pulse pattern, fed into another reduction |
 
-Importing this package registers the streamz node ``Stream.reduce_online(reduction, emit=,
-every=)``.
+:class:`Segments` runs any of them segment by segment (reset on a signal, final result of each
+segment kept). Importing this package registers the streamz node ``Stream.reduce_online(reduction,
+emit=, every=, segment=, reset_on=)``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ..train import train_id_of
 from ._base import Reduction, merge_all
 from .histogram import BinnedStats, Bins, Histogram
 from .pumpprobe import PumpProbe
+from .segments import Segments
 from .stats import RollingMean, RunningStats
 from .stream import reduce_online
 
@@ -34,6 +36,7 @@ __all__ = [
     "Reduction",
     "RollingMean",
     "RunningStats",
+    "Segments",
     "merge_all",
     "reduce_online",
     "train_id_of",
