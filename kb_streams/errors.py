@@ -59,3 +59,8 @@ class ProtocolError(KBStreamsError):
         if self.key is not None:
             where.append(f"key {self.key!r}")
         return f"{self.reason} ({', '.join(where)})" if where else self.reason
+
+
+class MissingExtraError(KBStreamsError, ImportError):
+    """An optional part of kb_streams needs a package that is not installed; the message names
+    the extra to install (e.g. ``pip install 'kb-streams[web]'``)."""
