@@ -131,6 +131,7 @@ class PumpProbeCurve:
         self._lock = threading.Lock()
         self._result: xr.Dataset | None = None
         self.trains = 0
+        self.stream: Stream | None = None  # the binned curve's node (set by bin_ratios)
 
     def _store(self, result: xr.Dataset) -> None:
         with self._lock:
@@ -250,6 +251,7 @@ def bin_ratios(ratios: Stream, setup: PumpProbeSetup | None = None) -> PumpProbe
     curve = PumpProbeCurve()
     binned = ratios.reduce_online(BinnedStats(list(setup.bins), dim="delay"))
     binned.sink(curve._store)
+    curve.stream = binned
     return curve
 
 

@@ -90,10 +90,10 @@ class Plot:
         self._cached: Frame | None = None
         self.last_cost = 0.0  # seconds the last reduction of an item took (server side)
 
-    def put(self, item: Any) -> None:
+    def put(self, item: Any, train_id: int | None = None) -> None:
         """Make ``item`` the plot's newest (a scalar is converted now: its history is kept)."""
         value = views.scalar_value(item) if self.kind == "scalar" else item
-        self.slot.put(value, train_id_of(item))
+        self.slot.put(value, train_id_of(item) if train_id is None else train_id)
 
     def _columns(self, state: SlotState) -> dict[str, Any] | None:
         if self.kind == "scalar":

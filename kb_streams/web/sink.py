@@ -13,7 +13,8 @@ from typing import Any
 from streamz import Stream
 from streamz.sinks import Sink
 
-from .dashboard import Dashboard, default_dashboard
+from ..train import train_id_of
+from .dashboard import Dashboard, default_dashboard, upstream_nodes
 
 __all__ = ["to_dashboard"]
 
@@ -59,15 +60,33 @@ class to_dashboard(Sink):
         self.dashboard = dashboard if dashboard is not None else default_dashboard()
         self.plot = self.dashboard.add(name, kind, node=upstream, **options)
         self.n_errors = 0
+        # where a train ID comes from when an item carries none (an image, a number)
+        self._sources = [s for s in upstream_nodes(upstream) if not getattr(s, "upstreams", ())]
         Sink.__init__(self, upstream, stream_name=f"to_dashboard({name!r})")
 
     def update(self, x: Any, who: Any = None, metadata: Any = None) -> None:
         if self.dashboard.paused.value:
             return None
+
+    def _train_id(self, x: Any) -> int | None:
+        tid = train_id_of(x)
+        for source in self._sources if tid is None else ():
+            tid = getattr(getattr(source, "stats", None), "last_train_id", None)
+            if tid is not None:
+                break
+        return tid
         try:
-            self.plot.put(x)
+            self.plot.put(x, self._train_id(x))
         except Exception as exc:  # a bad item must not stop the graph
             self.n_errors += 1
             self.dashboard.record_error(f"{self.plot.name}: {type(exc).__name__}: {exc}")
             logger.warning("dashboard plot %r: cannot take an item: %s", self.plot.name, exc)
         return None
+
+    def _train_id(self, x: Any) -> int | None:
+        tid = train_id_of(x)
+        for source in self._sources if tid is None else ():
+            tid = getattr(getattr(source, "stats", None), "last_train_id", None)
+            if tid is not None:
+                break
+        return tid
