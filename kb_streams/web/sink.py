@@ -67,14 +67,6 @@ class to_dashboard(Sink):
     def update(self, x: Any, who: Any = None, metadata: Any = None) -> None:
         if self.dashboard.paused.value:
             return None
-
-    def _train_id(self, x: Any) -> int | None:
-        tid = train_id_of(x)
-        for source in self._sources if tid is None else ():
-            tid = getattr(getattr(source, "stats", None), "last_train_id", None)
-            if tid is not None:
-                break
-        return tid
         try:
             self.plot.put(x, self._train_id(x))
         except Exception as exc:  # a bad item must not stop the graph
