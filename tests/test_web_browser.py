@@ -171,3 +171,28 @@ def test_roi_changes_what_the_running_graph_computes(browser):
     finally:
         page.close()
         dashboard.stop()
+
+
+def test_reset_and_pause_buttons_act_on_the_running_graph(browser, demo):
+    dashboard, curve, url = demo
+    page, problems, _ = _open(browser, url)
+    try:
+        wait_until(lambda: curve.result is not None and int(curve.result["count"].sum()) >= 8,
+                   30, "the curve to fill in")
+        filled = curve.trains
+        page.get_by_role("button", name="Reset Pump-probe ratio by delay").click()
+        # the curve starts again from the reset: fewer trains in it than before
+        wait_until(lambda: curve.trains > filled
+                   and int(curve.result["count"].sum()) < filled, 15, "the curve to restart")
+        page.get_by_role("button", name="Pause").click()
+        wait_until(lambda: dashboard.paused.value, 10, "pause to reach the server")
+        paused_at = curve.trains
+        assert wait_for(lambda: curve.trains > paused_at + 1, 1.0) is False
+        page.get_by_role("button", name="Resume").click()
+        wait_until(lambda: not dashboard.paused.value and curve.trains > paused_at + 1, 15,
+                   "the analysis to resume")
+        assert [c.by.split()[0] for c in dashboard.paused.changes][-2:] == ["browser", "browser"]
+        assert not problems, problems
+    finally:
+        page.close()
+        dashboard.paused.set(False)

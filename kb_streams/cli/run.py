@@ -25,6 +25,7 @@ from ._live import (
     run_live,
 )
 from ._output import EXIT_FAILURE, EXIT_USAGE, fail, handle_termination
+from ._web import add_web_arguments, serving
 
 COMMAND = "run"
 #: Pipeline files are loaded as modules named this + the file's stem.
@@ -58,6 +59,10 @@ parameter (otherwise pipeline(source); the client is also the Dask default clien
         results.sink(print)
         return results
 
+Plots the pipeline puts on the dashboard (stream.to_dashboard("name", kind="image"|"curve"|
+"scalar"|"histogram"), kb_streams.web) are served on http://127.0.0.1:8050 (--web-port,
+--no-web) while it runs.
+
 Functions defined in PIPELINE.py are sent to the workers by value; modules it imports must be
 installed on the workers. Errors reported on the .errors streams of the graph's nodes (e.g.
 offload) are counted in the live view.
@@ -78,6 +83,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="name of the function to call (default: pipeline)")
     add_source_arguments(parser)
     add_dask_arguments(parser, what="connect to Dask first and pass the client to pipeline()")
+    add_web_arguments(parser)
     parser.set_defaults(func=run)
     return parser
 
@@ -179,8 +185,13 @@ def run(args: argparse.Namespace) -> int:
             graph, status = split_result(result)
         except TypeError as exc:
             return fail(COMMAND, str(exc), EXIT_USAGE)
-        code = run_live(source, status, trains=args.trains, errors=error_streams(source),
-                        cluster=cluster, title=f"kb-streams run {args.pipeline.name}")
+        web = sys.modules.get("kb_streams.web.dashboard")  # imported if the pipeline used it
+        dashboard = web.default_dashboard() if web is not None and not args.no_web else None
+        title = f"kb-streams run {args.pipeline.name}"
+        with serving(dashboard, args) as url:
+            code = run_live(source, status, trains=args.trains, errors=error_streams(source),
+                            cluster=cluster,
+                            title=title + (f" · dashboard {url}" if url else ""))
         del graph, result  # referenced until here: streamz holds downstream nodes only weakly
         return code
 
