@@ -88,7 +88,7 @@ class Plot:
         self.slot = Slot(history if kind == "scalar" else 0)
         self._lock = threading.Lock()
         self._cached: Frame | None = None
-        self.last_cost = 0.0  # seconds the last reduction of an item took (server side)
+        self.last_cost = 0.0  # CPU seconds the last reduction of an item took (server side)
 
     def put(self, item: Any, train_id: int | None = None) -> None:
         """Make ``item`` the plot's newest (a scalar is converted now: its history is kept)."""
@@ -117,14 +117,14 @@ class Plot:
             cached = self._cached
             if cached is not None and cached.state.version == state.version:
                 return Frame(state, cached.columns, cached.error)
-            start = time.perf_counter()
+            start = time.thread_time()
             try:
                 columns, error = self._columns(state), None
             except Exception as exc:  # a bad item shows on the plot; the page goes on
                 columns, error = None, f"{type(exc).__name__}: {exc}"
                 logger.warning("dashboard plot %r cannot show train %s: %s", self.name,
                                state.train_id, error)
-            self.last_cost = time.perf_counter() - start
+            self.last_cost = time.thread_time() - start
             self._cached = Frame(state, columns, error)
             return self._cached
 
@@ -193,6 +193,7 @@ class Dashboard:
         self.paused: Parameter[bool] = Parameter("paused", False)
         self.errors: deque[tuple[float, str]] = deque(maxlen=50)
         self.sources: list[Any] = []
+        self.pull_seconds: deque[float] = deque(maxlen=1000)  # each page pull's CPU time
         self._watched: dict[int, Any] = {}  # errors stream id -> our sink on it (held here)
         self._server: Any = None
 
@@ -228,7 +229,7 @@ class Dashboard:
         return self._register(Parameter(name, default))
 
     def roi(self, name: str, default: Box, *, image: str | None = None) -> ROI:
-        """An :class:`ROI` drawn as a box on the image plot ``image`` (the first image plot if
+        """An :class:`ROI` drawn as a box on the image plot ``image`` (on every image plot if
         not given): the graph reads ``roi.value`` or ``roi.slices`` per train."""
         return self._register(ROI(name, default, image=image))
 

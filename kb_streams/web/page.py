@@ -46,9 +46,9 @@ class _Card:
         self.plot, self.dashboard = plot, dashboard
         self.version = -1
         self.source = ColumnDataSource(dict(_EMPTY[plot.kind]), name=f"data: {plot.name}")
+        self.mapper: LinearColorMapper | None = None  # an image's colours
         self.figure = self._figure()
         self.status = Div(text="waiting for data", name=f"status: {plot.name}")
-        self.mapper: LinearColorMapper | None = getattr(self, "mapper", None)
         self.rois: list[tuple[ROI, ColumnDataSource, int]] = []
         parts: list[Any] = [self.figure, self.status]
         if plot.resettable():
@@ -197,10 +197,12 @@ def build_page(dashboard: Dashboard, doc: Document) -> None:
     doc.add_root(column(header.layout, *rows))
 
     def pull() -> None:
+        start = time.thread_time()  # CPU time: what a pull costs, not the waits for the GIL
         now = time.monotonic()
         header.update(now)
         for card in cards:
             card.update(now)
+        dashboard.pull_seconds.append(time.thread_time() - start)
 
     pull()
     doc.add_periodic_callback(pull, max(50, int(dashboard.refresh * 1000)))
