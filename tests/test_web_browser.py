@@ -146,7 +146,8 @@ def test_roi_drawn_in_the_browser_reaches_the_graph(browser, demo):
 
 
 def test_roi_changes_what_the_running_graph_computes(browser):
-    """A graph reading the ROI per item computes with the box drawn in the browser."""
+    """A graph reading the ROI per item computes with the box drawn in the browser (and the
+    page draws every kind of plot without an error)."""
     from streamz import Stream
 
     from kb_streams.web import Dashboard
@@ -156,12 +157,18 @@ def test_roi_changes_what_the_running_graph_computes(browser):
     source = Stream()
     source.to_dashboard("camera", kind="image", dashboard=dashboard)
     results = source.map(lambda image: (roi.value, float(image[roi.slices].sum()))).sink_to_list()
+    source.map(lambda image: image.mean(axis=0)).to_dashboard("profile", kind="curve",
+                                                              dashboard=dashboard)
+    source.map(np.ravel).to_dashboard("pixels", kind="histogram", dashboard=dashboard)
+    source.map(np.mean).to_dashboard("mean", kind="scalar", dashboard=dashboard)
     image = np.ones((64, 64))
     url = dashboard.serve(port=0)
     page, problems, _ = _open(browser, url)
     try:
         source.emit(image)
         assert results[-1] == (((0, 4), (0, 4)), 16.0)
+        wait_until(lambda: all(page.evaluate(HASH_JS).get(name) for name in dashboard.plots),
+                   15, "every kind of plot to show data")
         version = roi.version
         assert page.evaluate(SET_ROI_JS, ["ROI", 20.0, 10.0, 10.0, 4.0])
         assert roi.wait_changed(version, 10)
