@@ -114,7 +114,9 @@ def demo_rates(browser: Any, args: argparse.Namespace, rate: float) -> dict[str,
                 two.append(_rate(source, args.seconds))
                 for page in pages:
                     page.close()
-                time.sleep(1)
+                deadline = time.monotonic() + 30
+                while dashboard.sessions and time.monotonic() < deadline:
+                    time.sleep(0.2)  # the closed pages' sessions end within seconds
         finally:
             source.stop()
             source.join(20)

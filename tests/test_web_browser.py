@@ -175,6 +175,10 @@ def test_roi_changes_what_the_running_graph_computes(browser):
         source.emit(image)  # the next train uses the new ROI
         assert results[-1] == (((8, 12), (15, 25)), 40.0)
         assert not problems, problems
+        assert dashboard.sessions == 1
+        page.close()
+        # a closed page stops costing the server: its session ends within seconds
+        wait_until(lambda: dashboard.sessions == 0, 20, "the closed page's session to end")
     finally:
         page.close()
         dashboard.stop()

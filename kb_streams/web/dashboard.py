@@ -194,6 +194,7 @@ class Dashboard:
         self.errors: deque[tuple[float, str]] = deque(maxlen=50)
         self.sources: list[Any] = []
         self.pull_seconds: deque[float] = deque(maxlen=1000)  # each page pull's CPU time
+        self.sessions = 0  # browser pages open now
         self._watched: dict[int, Any] = {}  # errors stream id -> our sink on it (held here)
         self._server: Any = None
 

@@ -58,12 +58,14 @@ def xgm_energy(train: Train, setup: PumpProbeSetup) -> float:
     return float(np.mean(energies[:n_pulses]))
 
 
-def at_most(per_second: float):
-    """A filter passing items at most ``per_second`` times a second: images are worth making
-    no more often than browsers pull them."""
+def at_most(per_second: float, dashboard: Dashboard):
+    """A filter passing items at most ``per_second`` times a second while a page is open:
+    images are worth making no more often than browsers pull them, and not for no one."""
     last = [float("-inf")]
 
     def due(_: Any) -> bool:
+        if not dashboard.sessions:
+            return False
         now = time.monotonic()
         if now - last[0] < 1.0 / per_second:
             return False
@@ -103,7 +105,7 @@ energy'], ((198, 230), (57, 89)))
     curve = bin_ratios(trains.map(ratio), setup)
     curve.stream.to_dashboard("Pump-probe ratio by delay", kind="curve", dashboard=dashboard)
     # one pulse of 16 modules is a 13 ms gather: made at the pages' pull rate, not per train
-    images = trains.filter(at_most(1.0 / dashboard.refresh))
+    images = trains.filter(at_most(1.0 / dashboard.refresh, dashboard))
     images.map(detector_image, setup).to_dashboard("Detector (pulse 0)", kind="image",
                                                    dashboard=dashboard)
     images.map(module_image, setup).to_dashboard(module_plot, kind="image", dashboard=dashboard)

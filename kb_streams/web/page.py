@@ -175,6 +175,7 @@ class _Header:
             parts.append("from " + ", ".join(html.escape(e) for e in endpoints))
         if trains is not None:
             parts.append(f"{trains} trains · {rate:.1f} trains/s")
+        parts.append(f"{d.sessions} page{'s' if d.sessions != 1 else ''} open")
         if d.paused.value:
             parts.append('<b style="color:#c62828">paused</b>')
         params = [f"{html.escape(p.name)} = {html.escape(str(p.value))}"
@@ -190,6 +191,12 @@ class _Header:
 def build_page(dashboard: Dashboard, doc: Document) -> None:
     """Fill ``doc`` (one browser session) with the dashboard's header, plots and controls."""
     session = str(next(_SESSIONS))
+    dashboard.sessions += 1
+
+    def closed(_: Any) -> None:
+        dashboard.sessions -= 1
+
+    doc.on_session_destroyed(closed)
     header = _Header(dashboard, session)
     cards = [_Card(plot, dashboard, session) for plot in dashboard.plots.values()]
     rows = [row(*(c.layout for c in cards[i:i + 2])) for i in range(0, len(cards), 2)]

@@ -77,7 +77,10 @@ class DashboardServer:
             app = Application(FunctionHandler(lambda doc: build_page(self.dashboard, doc)))
             self._server = Server({"/": app}, io_loop=IOLoop.current(), port=self.port,
                                   address=self.address,
-                                  allow_websocket_origin=origins)
+                                  allow_websocket_origin=origins,
+                                  # a closed page stops costing within ~3 s, not Bokeh's ~30
+                                  check_unused_sessions_milliseconds=1000,
+                                  unused_session_lifetime_milliseconds=2000)
             self._server.start()
             self.port = self._server.port
         except BaseException as exc:

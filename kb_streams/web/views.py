@@ -84,6 +84,11 @@ def image_columns(item: Any, *, geometry: Any = None, max_size: int = 512) -> di
     >>> cols = image_columns(np.arange(16.0).reshape(4, 4), max_size=2)
     >>> cols["image"][0].shape, cols["dw"], cols["dh"]
     ((2, 2), [4], [4])
+    >>> class Geometry:  # what an extra_geom geometry offers: (image, centre)
+    ...     def position_modules(self, data):
+    ...         return np.concatenate(list(data)), (0, 0)
+    >>> image_columns(np.ones((2, 4, 4)), geometry=Geometry())["dh"]
+    [8]
     """
     data = _values(item)
     if data.ndim == 3:
