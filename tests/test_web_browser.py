@@ -114,7 +114,7 @@ def test_demo_page_loads_clean_and_every_plot_updates(browser, demo):
         wait_until(lambda: set(hashes()) == plots and all(hashes().values()), 30,
                    "every plot to show data")
         first = hashes()
-        assert wait_for(lambda: all(hashes()[name] != first[name] for name in plots), 15), (
+        assert wait_for(lambda: all(hashes()[name] != first[name] for name in plots), 30), (
             f"plots that did not update: {[n for n in plots if hashes()[n] == first[n]]}")
         status = page.locator(".kb-fresh").first
         assert status.get_attribute("data-fresh") == "1"
@@ -191,15 +191,17 @@ def test_reset_and_pause_buttons_act_on_the_running_graph(browser, demo):
         wait_until(lambda: curve.result is not None and int(curve.result["count"].sum()) >= 8,
                    30, "the curve to fill in")
         filled = curve.trains
-        page.get_by_role("button", name="Reset Pump-probe ratio by delay").click()
+        # a DOM click event on the button: no waiting for the renderer to scroll and settle,
+        # which a busy machine's starved renderer may not do for long
+        page.get_by_role("button", name="Reset Pump-probe ratio by delay").dispatch_event("click")
         # the curve starts again from the reset: fewer trains in it than before
         wait_until(lambda: curve.trains > filled
                    and int(curve.result["count"].sum()) < filled, 15, "the curve to restart")
-        page.get_by_role("button", name="Pause").click()
+        page.get_by_role("button", name="Pause").dispatch_event("click")
         wait_until(lambda: dashboard.paused.value, 10, "pause to reach the server")
         paused_at = curve.trains
         assert wait_for(lambda: curve.trains > paused_at + 1, 1.0) is False
-        page.get_by_role("button", name="Resume").click()
+        page.get_by_role("button", name="Resume").dispatch_event("click")
         wait_until(lambda: not dashboard.paused.value and curve.trains > paused_at + 1, 15,
                    "the analysis to resume")
         assert [c.by.split()[0] for c in dashboard.paused.changes][-2:] == ["browser", "browser"]

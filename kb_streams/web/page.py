@@ -8,6 +8,7 @@ never into the browser's copy alone.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import itertools
 import time
@@ -15,8 +16,8 @@ from typing import Any
 
 from bokeh.document import Document
 from bokeh.layouts import column, row
-from bokeh.models import (BoxEditTool, Button, ColumnDataSource, Div, LinearColorMapper,
-                          Toggle)
+from bokeh.models import (BoxEditTool, Button, ColumnDataSource, CustomJS, Div,
+                          LinearColorMapper, Toggle)
 from bokeh.palettes import Viridis256
 from bokeh.plotting import figure
 
@@ -103,15 +104,18 @@ class _Card:
         boxes.on_change("data", moved)
         self.rois.append((roi, boxes, roi.version))
 
-    def update(self, now: float) -> None:
-        frame = self.plot.frame()
-        state = frame.state
-        if state.version != self.version and frame.columns is not None:
+    def update(self, now: float, send: bool = True) -> bool:
+        """Refresh the status; with ``send``, also the data if new. Whether data was sent."""
+        frame = self.plot.frame() if send else None
+        state = frame.state if frame is not None else self.plot.slot.state()
+        sent = False
+        if frame is not None and state.version != self.version and frame.columns is not None:
             columns = dict(frame.columns)
             if self.mapper is not None:
                 self.mapper.update(low=columns.pop("low"), high=columns.pop("high"))
             self.source.data = columns
             self.version = state.version
+            sent = True
         for i, (roi, boxes, version) in enumerate(self.rois):
             if roi.version != version:  # changed elsewhere: another session, or Python
                 boxes.data = _roi_box(roi)
@@ -124,11 +128,38 @@ class _Card:
             words.append(f"train {state.train_id}")
         words.append(f"{state.rate:.1f} trains/s")
         words.append(f"dropped {counts['dropped']} · errors {counts['errors']}")
-        if frame.error:
+        if frame is not None and frame.error:
             words.append(f'<span style="color:#c62828">{html.escape(frame.error)}</span>')
         for roi, _, _ in self.rois:
             words.append(f"{html.escape(roi.name)} {roi.value}")
         self.status.text = " · ".join(words)
+        return sent
+
+
+class _Pacer:
+    """New data goes to a session only once its browser has taken the last (or after
+    ``timeout`` s): a slow browser gets fewer updates, never a backlog in its websocket."""
+
+    def __init__(self, timeout: float = 5.0) -> None:
+        self.timeout = timeout
+        self.sent = self.acked = 0
+        self.sent_at = float("-inf")
+        # the browser copies each request number into the text, which syncs back: the ack
+        self.model = Div(text="0", visible=False, name="sync")
+        self.model.js_on_change("tags", CustomJS(code="cb_obj.text = String(cb_obj.tags[0])"))
+        self.model.on_change("text", self._acked)
+
+    def _acked(self, attr: str, old: Any, new: Any) -> None:
+        with contextlib.suppress(ValueError):
+            self.acked = int(new)
+
+    def ready(self, now: float) -> bool:
+        return self.acked >= self.sent or now - self.sent_at > self.timeout
+
+    def request_ack(self, now: float) -> None:
+        self.sent += 1
+        self.sent_at = now
+        self.model.tags = [self.sent]
 
 
 def _roi_box(roi: ROI) -> dict[str, list[float]]:
@@ -148,7 +179,8 @@ class _Header:
         self.pause.on_change("active", lambda attr, old, new: dashboard.paused.set(
             bool(new), by=f"browser session {session}"))
         self.errors = Div(text="", name="errors", width=940)
-        self.layout = column(row(self.text, self.pause), self.errors)
+        # the switch first: the text beside it changes length every pull, the switch stays put
+        self.layout = column(row(self.pause, self.text), self.errors)
         self._last: tuple[float, int] | None = None
         self.rate = 0.0
 
@@ -201,14 +233,17 @@ def build_page(dashboard: Dashboard, doc: Document) -> None:
     cards = [_Card(plot, dashboard, session) for plot in dashboard.plots.values()]
     rows = [row(*(c.layout for c in cards[i:i + 2])) for i in range(0, len(cards), 2)]
     doc.title = dashboard.title
-    doc.add_root(column(header.layout, *rows))
+    pacer = _Pacer()
+    doc.add_root(column(header.layout, *rows, pacer.model))
 
     def pull() -> None:
         start = time.thread_time()  # CPU time: what a pull costs, not the waits for the GIL
         now = time.monotonic()
         header.update(now)
-        for card in cards:
-            card.update(now)
+        send = pacer.ready(now)
+        sent = [card.update(now, send) for card in cards]
+        if any(sent):
+            pacer.request_ack(now)
         dashboard.pull_seconds.append(time.thread_time() - start)
 
     pull()
