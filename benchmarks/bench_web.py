@@ -96,7 +96,7 @@ def demo_rates(browser: Any, args: argparse.Namespace, rate: float) -> dict[str,
     """Trains/s of the demo with 0 and 2 pages open, in alternating windows."""
     from streamz import Stream
 
-    from kb_streams.demo import embedded_simulator
+    from kb_streams.simulate.embedded import embedded_simulator
     from kb_streams.web.demo import demo_dashboard
 
     with embedded_simulator(pulses=args.pulses, rate=rate) as server:

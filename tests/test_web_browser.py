@@ -73,7 +73,7 @@ def demo():
     """The demo's dashboard on an embedded simulator, served on a free port."""
     from streamz import Stream
 
-    from kb_streams.demo import embedded_simulator
+    from kb_streams.simulate.embedded import embedded_simulator
     from kb_streams.web.demo import demo_dashboard
 
     with embedded_simulator(pulses=4, rate=10, pool_size=5, trains_per_step=2) as server:
