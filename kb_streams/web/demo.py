@@ -60,7 +60,7 @@ def xgm_energy(train: Train, setup: PumpProbeSetup) -> float:
 
 def at_most(per_second: float, dashboard: Dashboard):
     """A filter passing items at most ``per_second`` times a second while a page is open:
-    images are worth making no more often than browsers pull them, and not for no one."""
+    a preview image need not be made per train, nor for no one."""
     last = [float("-inf")]
 
     def due(_: Any) -> bool:
@@ -104,8 +104,8 @@ energy'], ((198, 230), (57, 89)))
 
     curve = bin_ratios(trains.map(ratio), setup)
     curve.stream.to_dashboard("Pump-probe ratio by delay", kind="curve", dashboard=dashboard)
-    # one pulse of 16 modules is a 13 ms gather: made at the pages' pull rate, not per train
-    images = trains.filter(at_most(1.0 / dashboard.refresh, dashboard))
+    # one pulse of 16 modules is a 13 ms gather: made twice a second while a page is open
+    images = trains.filter(at_most(2.0, dashboard))
     images.map(detector_image, setup).to_dashboard("Detector (pulse 0)", kind="image",
                                                    dashboard=dashboard)
     images.map(module_image, setup).to_dashboard(module_plot, kind="image", dashboard=dashboard)
