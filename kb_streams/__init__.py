@@ -60,6 +60,8 @@ _LAZY = {
     "from_karabo_bridge_on_workers": "worker_receive",
     "module_shards": "worker_receive",
     "Shard": "worker_receive",
+    "Dashboard": "web",
+    "Parameter": "web",
 }
 
 

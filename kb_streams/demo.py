@@ -153,6 +153,7 @@ class PumpProbeCurve:
         self._lock = threading.Lock()
         self._result: xr.Dataset | None = None
         self.trains = 0
+        self.stream: Stream | None = None  # the binned curve's node (set by bin_ratios)
 
     def _store(self, result: xr.Dataset) -> None:
         if result.attrs.get("final"):
@@ -277,6 +278,7 @@ def bin_ratios(ratios: Stream, setup: PumpProbeSetup | None = None) -> PumpProbe
     binned = ratios.reduce_online(BinnedStats(list(setup.bins), dim="delay"),
                                   segment=ScanNumber(setup.bins))
     binned.sink(curve._store)
+    curve.stream = binned
     return curve
 
 

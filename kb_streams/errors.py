@@ -136,6 +136,8 @@ class TooManyParts(Exception):
 
 class Unsendable(ValueError):
     """An item a bridge server cannot send; the text says why (the server logs and skips it)."""
+
+
 class EndpointError(KBStreamsError, ValueError, zmq.ZMQError):
     """An endpoint that is not a valid ZeroMQ address (found before any socket is made).
 
@@ -166,3 +168,8 @@ class EndpointError(KBStreamsError, ValueError, zmq.ZMQError):
         self.strerror = (f"cannot bind {endpoint}: {reason}" if bind
                          else f"bad endpoint {endpoint!r}: {reason}")
         Exception.__init__(self, self.strerror)
+
+
+class MissingExtraError(KBStreamsError, ImportError):
+    """An optional part of kb_streams needs a package that is not installed; the message names
+    the extra to install (e.g. ``pip install 'kb-streams[web]'``)."""

@@ -27,6 +27,7 @@ from ._live_session import (
     simulator_endpoint,
 )
 from ._output import EXIT_FAILURE, EXIT_USAGE, fail, handle_termination
+from ._web import add_web_arguments, serving, web_wanted
 
 if TYPE_CHECKING:
     from ..demo import PumpProbeSetup
@@ -38,6 +39,7 @@ examples:
   kb-streams demo                       # embedded simulator, until Ctrl-C
   kb-streams demo --trains 40           # 40 trains, then the curve and a summary
   kb-streams demo --dask                # reduce on a local Dask cluster (2 worker processes)
+  kb-streams demo --web-port 8080       # the browser dashboard on http://127.0.0.1:8080
   kb-streams demo --dask tcp://10.0.0.5:8786 --endpoint tcp://exflonc12:45000
   kb-streams demo --endpoint tcp://exflonc12:45000 --sock SUB \\
       --detector-sources 'SPB_DET_AGIPD1M-1/CORR/*CH0:output[image.data]' \\
@@ -50,6 +52,11 @@ pulses, and bin the ratio by the delay line: mean ± std per delay bin. On the s
 rises from 1.0 (before time zero) to ~1.49; its XGM reads the pulse energies with 1% noise
 (--xgm-noise), so the trains of a delay step scatter by about 0.5% at 16 pulses, as measured
 ones do. The code is kb_streams/demo.py (pump_probe_graph): copy it for your own pipeline.
+
+The browser dashboard (http://127.0.0.1:8050; --web-port, --no-web) shows the detector, the
+ROI's module with the ROI as a box (drag it, or shift-drag a new one: the curve is computed with
+it from the next train on; Reset restarts the curve), the curve filling in and the XGM over
+time; Pause holds the trains before the analysis. kb_streams/web/demo.py builds it.
 
 The embedded simulator sends 16 pulses per train by default (67 MB of AGIPD-1M data, and a
 420 MB pool of pre-generated trains). Only the ROI is copied out of each train, so 2 cores
@@ -145,6 +152,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     names.add_argument("--pump-every", type=int, default=d.pump_every, metavar="N",
                        help=f"pulse p is pumped when p %% N == 0 (default: {d.pump_every})")
     add_dask_arguments(parser, what="receive and reduce the trains on Dask workers")
+    add_web_arguments(parser)
     parser.set_defaults(func=run)
     return parser
 
@@ -169,8 +177,16 @@ def run(args: argparse.Namespace) -> int:
     if args.dask is not None:
         return _run_on_dask(args, setup)
     with open_source(args) as source:
-        curve = pump_probe_graph(source, setup)
-        return run_live(source, curve.table, trains=args.trains, title=TITLE)
+        dashboard = None
+        if web_wanted(args):
+            from ..web.demo import demo_dashboard
+
+            dashboard, curve = demo_dashboard(source, setup)
+        else:
+            curve = pump_probe_graph(source, setup)
+        with serving(dashboard, args) as url:
+            return run_live(source, curve.table, trains=args.trains,
+                            title=TITLE + (f" · dashboard {url}" if url else ""))
 
 
 def _run_on_dask(args: argparse.Namespace, setup: PumpProbeSetup) -> int:
@@ -191,5 +207,13 @@ def _run_on_dask(args: argparse.Namespace, setup: PumpProbeSetup) -> int:
         source = pump_probe_on_workers(endpoint, cluster.client, setup, sock=args.sock,
                                        receive_timeout=args.timeout)
         curve = bin_ratios(first_trains(source, args.trains, source.stop), setup)
-        return run_live(source, curve.table, trains=args.trains, title=TITLE + " on Dask",
-                        cluster=cluster, stop_timeout=30)
+        dashboard = None
+        if web_wanted(args):
+            from ..web import Dashboard
+
+            dashboard = Dashboard(TITLE + " on Dask")
+            curve.stream.to_dashboard("Pump-probe ratio by delay", dashboard=dashboard)
+        with serving(dashboard, args) as url:
+            return run_live(source, curve.table, trains=args.trains, cluster=cluster,
+                            title=TITLE + " on Dask" + (f" · dashboard {url}" if url else ""),
+                            stop_timeout=30)

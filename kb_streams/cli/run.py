@@ -20,6 +20,7 @@ from ._live_options import add_dask_arguments, add_source_arguments
 from ._live_session import dask_cluster, open_source, run_live
 from ._live_view import error_streams
 from ._output import EXIT_FAILURE, EXIT_USAGE, fail, handle_termination
+from ._web import add_web_arguments, serving
 
 COMMAND = "run"
 #: Pipeline files are loaded as modules named this + the file's stem.
@@ -54,6 +55,10 @@ parameter (otherwise pipeline(source); the client is also the Dask default clien
         results.sink(print)
         return results
 
+Plots the pipeline puts on the dashboard (stream.to_dashboard("name", kind="image"|"curve"|
+"scalar"|"histogram"), kb_streams.web) are served on http://127.0.0.1:8050 (--web-port,
+--no-web) while it runs.
+
 Functions defined in PIPELINE.py are sent to the workers by value; modules it imports must be
 installed on the workers. Errors reported on the .errors streams of the graph's nodes (e.g.
 offload) are counted in the live view.
@@ -77,6 +82,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--save", type=Path, default=None, metavar="PATH.h5",
                         help="save what the pipeline's stream emits to an HDF5 file, one row "
                              "per train (kb_streams.save.to_hdf5; needs kb-streams[files])")
+    add_web_arguments(parser)
     parser.set_defaults(func=run)
     return parser
 
@@ -179,8 +185,13 @@ def run(args: argparse.Namespace) -> int:
             saver = _saver(graph, args.save)
         except (TypeError, ImportError, OSError) as exc:
             return fail(COMMAND, str(exc), EXIT_USAGE)
-        code = run_live(source, status, trains=args.trains, errors=error_streams(source),
-                        cluster=cluster, title=f"kb-streams run {args.pipeline.name}")
+        web = sys.modules.get("kb_streams.web.dashboard")  # imported if the pipeline used it
+        dashboard = web.default_dashboard() if web is not None and not args.no_web else None
+        title = f"kb-streams run {args.pipeline.name}"
+        with serving(dashboard, args) as url:
+            code = run_live(source, status, trains=args.trains, errors=error_streams(source),
+                            cluster=cluster,
+                            title=title + (f" · dashboard {url}" if url else ""))
         if saver is not None:
             saver.stop()
             saver.join(30)
