@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from conftest import free_tcp_port
 
+from kb_streams import Client
 from kb_streams.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,6 +67,8 @@ def simulator():
         [sys.executable, "-m", "kb_streams.cli", "simulate", "--endpoint", endpoint,
          "--pulses", "8", "--rate", "20", "--interval", "60"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    with Client(endpoint, timeout=120) as client:  # serving (a slow machine takes a while)
+        client.next()
     yield endpoint
     process.terminate()
     process.wait(timeout=30)
