@@ -45,12 +45,13 @@ _LAZY = {
     "to_karabo_bridge": "sinks",
     "to_bridge_train": "sinks",
     "SinkStats": "sinks",
-    "connect": "cluster",
-    "Offload": "offload",
-    "OffloadError": "offload",
-    "from_karabo_bridge_on_workers": "worker_receive",
-    "module_shards": "worker_receive",
-    "Shard": "worker_receive",
+    "ErrorRecord": "records",
+    "connect": "dask.cluster",
+    "Offload": "dask.offload",
+    "OffloadError": "dask.offload",
+    "from_karabo_bridge_on_workers": "dask.on_workers",
+    "module_shards": "dask.placement",
+    "Shard": "dask.placement",
 }
 
 
