@@ -119,6 +119,23 @@ class DaskNode(ForgetValues, NodeInterface):
             self._warned_no_workers = now
             logger.warning(message, *args)
 
+    async def _watch(self, task: asyncio.Future, deadline: float | None, every: float) -> bool:
+        """Wait for ``task`` until ``deadline``, checking every ``every`` seconds that the
+        cluster has workers (:meth:`_no_workers`); whether it had none at the last check."""
+        no_workers = False
+        while not task.done():
+            step = every if deadline is None else min(every, deadline - time.monotonic())
+            if step <= 0:
+                break
+            await asyncio.wait({task}, timeout=step)
+            if not task.done():
+                no_workers = await self._no_workers()
+        return no_workers
+
+    async def _no_workers(self) -> bool:
+        """Whether the cluster has no running workers (a node warns here what that means)."""
+        return await self._count_workers() == 0
+
     async def _count_workers(self) -> int | None:
         """How many running workers the scheduler has; ``None`` if it does not answer.
 

@@ -15,9 +15,8 @@
 * uses the client it was given (or the default client at build time), never a later default;
 * forgets each item once passed on (no ``current_value`` pinning a train).
 
-The node runs on its graph's event loop and hands the Dask calls to the client's loop, so it works
-in an ``asynchronous=True`` graph inside a running loop and in a sync graph fed from a script,
-whichever of graph and client was created first.
+It runs on its graph's event loop and hands the Dask calls to the client's loop
+(:mod:`kb_streams.dask.base`), whichever of graph and client was created first.
 
 Use it when trains are at most a few tens of MB, or already reduced/sharded, before they leave the
 graph's process. For megapixel trains see :mod:`kb_streams.dask.on_workers`.
@@ -356,7 +355,7 @@ class Offload(DaskNode, Stream):
         options = {} if deadline is None else {"timeout": max(deadline - time.monotonic(), 0.01)}
         scattering = asyncio.ensure_future(
             self.client.scatter([x], direct=True, hash=False, **options))
-        no_workers = await self._watch(scattering, deadline)
+        no_workers = await self._watch(scattering, deadline, STALL_CHECK)
         try:
             [future] = await scattering  # ends by itself: its own timeout covers the wait
         except TimeoutError:  # distributed's "No valid workers found"
@@ -374,7 +373,7 @@ class Offload(DaskNode, Stream):
         """
         client = self.client
         gathering = asyncio.ensure_future(client.gather(future, direct=True))
-        no_workers = await self._watch(gathering, deadline)
+        no_workers = await self._watch(gathering, deadline, STALL_CHECK)
         if gathering.done():
             return gathering.result()
         await cancel_quietly(client, future)
@@ -385,20 +384,6 @@ class Offload(DaskNode, Stream):
             gathering.cancel()
         raise TimeoutError(f"no result within {self.timeout} s"
                            + (": the Dask cluster has no workers" if no_workers else ""))
-
-    async def _watch(self, task: asyncio.Future, deadline: float | None) -> bool:
-        """Wait for ``task`` until ``deadline``, checking every ``STALL_CHECK`` seconds that the
-        cluster has workers; whether it had none at the last check."""
-        no_workers = False
-        while not task.done():
-            step = STALL_CHECK if deadline is None else min(STALL_CHECK,
-                                                            deadline - time.monotonic())
-            if step <= 0:
-                break
-            await asyncio.wait({task}, timeout=step)
-            if not task.done():
-                no_workers = await self._no_workers()
-        return no_workers
 
     async def _no_workers(self) -> bool:
         """Whether the scheduler says it has no running workers (warns, at most once a minute)."""

@@ -11,12 +11,10 @@ A task takes the next train from a bridge client kept open in the worker process
 receiver, in its own thread, receiving ``prefetch`` trains ahead so the next train travels while
 ``f`` runs), applies ``f`` and returns ``(train ID, result)``; an exception in ``f`` comes back as
 an error record with the train ID. Nothing is queued without bound: results wait in a re-order
-buffer for at most ``wait`` seconds, and only while some receiver may still deliver an earlier
-train. A receiver hands its trains out in order and numbers them, so the graph knows which of
-them are still on their way back; one that has returned every train it handed out up to the
-waiting one, or that was seen with nothing to deliver (idle, or not running yet: the graph asks
-its worker) after the waiting result came, holds nothing back. A train that comes after a later
-one was emitted is counted as late and dropped. Workers that leave are replaced by the
+buffer (:mod:`kb_streams.dask.order`) for at most ``wait`` seconds, and only while some receiver
+may still deliver an earlier train (the graph asks the workers about receivers that hold a
+result back). A train that comes after a later one was emitted is counted as late and dropped.
+Workers that leave are replaced by the
 remaining ones (each train lost with one comes out as a record on ``errors``), and receivers
 are spread over new workers as they join; with no worker at all the source submits nothing and
 waits for one, with a warning once a minute. Stopping closes the receivers first, so their
@@ -26,14 +24,10 @@ tasks end by themselves. A receiver whose source is gone (no task for a minute) 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import math
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import cloudpickle
@@ -44,49 +38,20 @@ from streamz.sources import Source
 
 from ..records import ErrorRecord, detach
 from ..stats import WorkerReceiveStats
-from .base import RPC_TIMEOUT, DaskNode, loop_for, nbytes_of, resolve_client
-from .order import Incomplete, ReceiveOrder, ReorderBuffer
-from .placement import Shard, module_shards, place
+from .base import DaskNode, loop_for, nbytes_of, resolve_client
+from .order import Incomplete, LostTrains, ReorderBuffer
+from .placement import Shard, module_shards, place, shards_of
 from .receiver import ReceiverSpec, TaskResult, close_receivers, receive_and_apply
-from .tasks import ReceiverTasks
+from .tasks import ReceiverTasks, Slot
 
 __all__ = ["Shard", "WorkerReceiveStats", "from_karabo_bridge_on_workers", "module_shards",
            "receive_and_apply", "close_receivers"]
 
 logger = logging.getLogger(__name__)
 
-SOCKS = ("REQ", "PULL", "SUB")
-
 
 #: Seconds a result waits for a receiver that just delivered a train before that one is probed.
 PROBE_AFTER = 0.2
-#: Seconds, beyond ``timeout``, that stopping waits for running tasks before cancelling them.
-STOP_GRACE = 10.0
-
-
-@dataclass(eq=False)
-class _Slot:
-    spec: ReceiverSpec
-    worker: str | None = None
-    tasks: int = 0
-    not_before: float = 0.0
-    order: ReceiveOrder = field(default_factory=ReceiveOrder)
-    busy: bool = False  # its last report was a train, so another one is likely on its way
-    probing: bool = False
-    probed_at: float = -math.inf
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-
-@dataclass(eq=False)
-class _Loss:
-    """A worker that left with a receiver's trains, and ``emitted`` results when it did."""
-
-    worker: str
-    receiver: str
-    emitted: int
 
 
 @Stream.register_api(staticmethod)
@@ -183,24 +148,7 @@ class from_karabo_bridge_on_workers(DaskNode, Source):
     ) -> None:
         client = resolve_client(client, "from_karabo_bridge_on_workers")
         sock = sock.upper()
-        if isinstance(endpoint, str):
-            self.shards: list[Shard] | None = None
-            if sock not in SOCKS:
-                raise ValueError(f"sock must be one of {SOCKS}, not {sock!r}")
-            if sock == "SUB" and n not in (None, 1):
-                raise ValueError("with SUB every receiver gets every train: use n=1, or shards")
-        else:
-            self.shards = [s if isinstance(s, Shard) else Shard(s) for s in endpoint]
-            if not self.shards:
-                raise ValueError("no shards given")
-            self.shards = [Shard(s.endpoint, s.select, s.name or f"shard{i}",
-                                 (s.sock or sock).upper()) for i, s in enumerate(self.shards)]
-            names = [s.name for s in self.shards]
-            if len(set(names)) != len(names):
-                raise ValueError(f"shard names must differ: {names}")
-            for s in self.shards:
-                if s.sock not in SOCKS:
-                    raise ValueError(f"shard {s.name}: sock must be one of {SOCKS}, not {s.sock!r}")
+        self.shards = shards_of(endpoint, sock, n)
         if tasks_per_receiver < 1 or wait < 0 or timeout <= 0 or receive_timeout <= 0:
             raise ValueError("need tasks_per_receiver >= 1, wait >= 0, timeout > 0 and "
                              "receive_timeout > 0")
@@ -226,13 +174,11 @@ class from_karabo_bridge_on_workers(DaskNode, Source):
         super().__init__(start=False, stream_name=stream_name, loop=loop,
                          asynchronous=asynchronous)
         self._init_interface(stream_name or "on_workers")
-        self._slots: list[_Slot] = []
+        self._slots: list[Slot] = []
         self._calls = ReceiverTasks(client, func, self.args, self.kwargs)
         self._buffer = ReorderBuffer(sharded=self.shards is not None, wait=wait,
                                      max_buffered=max_buffered)
-        self._losses: list[_Loss] = []
-        self._passed_over: deque[tuple[int, int]] = deque(maxlen=256)  # (emitted, train ID)
-        self._reported: set[int] = set()  # train IDs with a record, not yet passed over
+        self._losses = LostTrains()
         self._session = ""
         self._warned_size = False
         if start:
@@ -249,7 +195,7 @@ class from_karabo_bridge_on_workers(DaskNode, Source):
 
     async def run(self) -> None:
         self._session = session = uuid.uuid4().hex
-        tasks: dict[asyncio.Future, tuple[_Slot, float]] = {}
+        tasks: dict[asyncio.Future, tuple[Slot, float]] = {}
         probes: set[asyncio.Future] = set()
         try:
             await self._make_slots(session)
@@ -291,26 +237,8 @@ class from_karabo_bridge_on_workers(DaskNode, Source):
             logger.exception("worker-side bridge source %s stopped on an error", self.endpoint)
             self.stopped = True
         finally:
-            await self._stop_tasks(session, [*tasks, *probes])
+            await self._calls.stop(session, [*tasks, *probes], self.timeout)
             self.finished.set()
-
-    async def _stop_tasks(self, session: str, tasks: list[asyncio.Future]) -> None:
-        """Close the receivers, so their waiting tasks end at once; cancel only what then lasts.
-
-        A cancelled Dask task runs on in its worker thread (here: until its receive times out),
-        keeping the worker from the next source; a worker closed meanwhile logs a
-        ``CancelledError`` warning for it.
-        """
-        await self._calls.close_receivers(session, self.timeout + 10)
-        if not tasks:
-            return
-        _, left = await asyncio.wait(tasks, timeout=self.timeout + STOP_GRACE)
-        if left:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._calls.abandon(), RPC_TIMEOUT)
-            _, left = await asyncio.wait(left, timeout=STOP_GRACE)
-            for task in left:
-                task.cancel()
 
     # -- receivers and workers ---------------------------------------------------------------
     async def _make_slots(self, session: str) -> None:
@@ -325,11 +253,9 @@ class from_karabo_bridge_on_workers(DaskNode, Source):
             if n is None:
                 n = max(1, len(await self._calls.workers()))
             specs = [spec(f"r{i}", self.endpoint, self.sock, self.select) for i in range(n)]
-        self._slots = [_Slot(s) for s in specs]
+        self._slots = [Slot(s) for s in specs]
         self._buffer.reset(self._slots)
-        self._losses.clear()
-        self._passed_over.clear()
-        self._reported.clear()
+        self._losses = LostTrains(len(self._slots) * (self.tasks_per_receiver + self.prefetch + 1))
 
     async def _assign_workers(self) -> None:
         """Pin every receiver to a live worker, spread evenly (cheap; done about once a second)."""
@@ -348,9 +274,9 @@ class from_karabo_bridge_on_workers(DaskNode, Source):
         for slot in self._slots:
             if slot.worker in gone:  # what it had received is lost; a new receiver starts afresh
                 slot.order.restart(now)
-                self._losses.append(_Loss(slot.worker, slot.name, self.stats.emitted))
+                self._losses.worker_left(slot.worker, slot.name, self.stats.emitted)
         if gone:
-            await self._report_lost()
+            await self._report_lost(range(0))
         if not workers:
             for slot in self._slots:
                 if slot.worker is not None:
@@ -363,7 +289,7 @@ class from_karabo_bridge_on_workers(DaskNode, Source):
         self.stats.reassigned += place(self._slots, workers)
 
     # -- results -----------------------------------------------------------------------------
-    async def _handle(self, slot: _Slot, result: TaskResult, submitted: float) -> None:
+    async def _handle(self, slot: Slot, result: TaskResult, submitted: float) -> None:
         stats = self.stats
         if result.kind == "idle":
             stats.idle += 1
@@ -440,29 +366,13 @@ class from_karabo_bridge_on_workers(DaskNode, Source):
             await self._pass_on(tid, value)
         self.stats.buffered = len(self._buffer)
 
-    async def _report_lost(self, skipped: range = range(0)) -> None:
-        """A record per train passed over while a worker that left may have held it.
-
-        A worker that left took the trains its receiver held; they show as train IDs passed
-        over among the results just before or after it was seen gone (within as many results as
-        all receivers can have on their way).
-        """
-        reported, self._reported = self._reported, {t for t in self._reported
-                                                    if t > skipped.stop}
-        emitted = self.stats.emitted
-        horizon = len(self._slots) * (self.tasks_per_receiver + self.prefetch + 1)
-        self._losses = [loss for loss in self._losses if emitted - loss.emitted <= horizon]
-        while self._passed_over and emitted - self._passed_over[0][0] > horizon:
-            self._passed_over.popleft()
-        if len(skipped) <= self._passed_over.maxlen:  # not a restarted bridge's jump
-            self._passed_over.extend((emitted, t) for t in skipped if t not in reported)
-        while self._losses and self._passed_over:
-            loss, (_, tid) = self._losses[-1], self._passed_over.popleft()
+    async def _report_lost(self, skipped: range) -> None:
+        """A record per train passed over that a worker which left may have held."""
+        for tid, (worker, receiver) in self._losses.passed_over(skipped, self.stats.emitted):
             self.stats.lost += 1
             await self._fail(ErrorRecord(tid, self._func_name, None,
-                                         reason="lost with its Dask worker",
-                                         receiver=loss.receiver, worker=loss.worker,
-                                         endpoint=self._endpoint_of(loss.receiver)))
+                                         reason="lost with its Dask worker", receiver=receiver,
+                                         worker=worker, endpoint=self._endpoint_of(receiver)))
 
     def _endpoint_of(self, receiver: str) -> str:
         return next(s.spec.endpoint for s in self._slots if s.spec.name == receiver)
@@ -477,7 +387,7 @@ class from_karabo_bridge_on_workers(DaskNode, Source):
         tid = min(self._buffer.pending)
         first_seen = self._buffer.pending[tid].first_seen
         waited = time.monotonic() - first_seen
-        by_worker: dict[str, list[_Slot]] = {}
+        by_worker: dict[str, list[Slot]] = {}
         for slot in self._buffer.blockers(tid):
             if (not slot.probing and slot.probed_at < first_seen
                     and (not slot.busy or waited >= PROBE_AFTER)):
@@ -485,26 +395,9 @@ class from_karabo_bridge_on_workers(DaskNode, Source):
         return [asyncio.ensure_future(self._probe(worker, slots))
                 for worker, slots in by_worker.items()]
 
-    async def _probe(self, worker: str, slots: list[_Slot]) -> None:
-        sent = time.monotonic()
-        for slot in slots:
-            slot.probing, slot.probed_at = True, sent
+    async def _probe(self, worker: str, slots: list[Slot]) -> None:
         self.stats.probes += 1
-        try:
-            answer = await self._calls.states(worker, self._session,
-                                              [slot.spec.name for slot in slots])
-        finally:
-            for slot in slots:
-                slot.probing = False
-        for slot in slots:
-            if worker not in answer or slot.worker != worker:
-                continue
-            state = answer[worker].get(slot.spec.name)
-            if state is None:
-                slot.order.absent(sent)
-                slot.busy = False
-            elif state[2] == 0:  # nothing waiting for a task
-                slot.order.empty(state[0], state[1], sent)
+        await self._calls.probe(worker, self._session, slots)
 
     async def _pass_on(self, tid: int | None, value: Any) -> None:
         self.stats.emitted += 1
@@ -513,5 +406,5 @@ class from_karabo_bridge_on_workers(DaskNode, Source):
     async def _fail(self, record: ErrorRecord) -> None:
         self.stats.errors += 1
         if record.train_id is not None:
-            self._reported.add(record.train_id)
+            self._losses.reported(record.train_id)
         await self._report_async(record)

@@ -9,11 +9,12 @@ one receiver may still deliver. Times are :func:`time.monotonic` seconds, given 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["Incomplete", "Pending", "Ready", "ReceiveOrder", "ReorderBuffer"]
+__all__ = ["Incomplete", "LostTrains", "Pending", "Ready", "ReceiveOrder", "ReorderBuffer"]
 
 
 @dataclass(eq=False)
@@ -261,3 +262,54 @@ class ReorderBuffer:
         """Sharded: a missing part can no longer come (its shard has delivered a later train)."""
         return any(r.name not in pending.parts and r.order.floor is not None
                    and r.order.floor > tid for r in self.receivers)
+
+
+class LostTrains:
+    """Which trains passed over went with a worker that left.
+
+    A worker that left took the trains its receiver held; they show as train IDs passed over
+    (see :attr:`Ready.skipped`) among the results emitted just before or after it was seen gone:
+    within ``horizon`` results (as many as all receivers can have on their way). Train IDs
+    passed over that already have an error record are not counted again.
+
+    Examples
+    --------
+    >>> lost = LostTrains(horizon=4)
+    >>> list(lost.passed_over(range(10, 12), emitted=5))    # no worker left: a bridge's gap
+    []
+    >>> lost.reported(13)                                    # 13 failed, with its own record
+    >>> lost.worker_left("tcp://w1", "r1", emitted=6)
+    >>> [tid for tid, _ in lost.passed_over(range(12, 14), emitted=7)]
+    [10, 11, 12]
+    >>> list(lost.passed_over(range(20, 21), emitted=20))   # long after: not this worker's
+    []
+    """
+
+    def __init__(self, horizon: int = 8, most: int = 256) -> None:
+        self.horizon = horizon
+        self._losses: list[tuple[int, str, str]] = []  # (emitted, worker, receiver)
+        self._unexplained: deque[tuple[int, int]] = deque(maxlen=most)  # (emitted, train ID)
+        self._reported: set[int] = set()
+
+    def reported(self, train_id: int) -> None:
+        """``train_id`` has its own error record."""
+        self._reported.add(train_id)
+
+    def worker_left(self, worker: str, receiver: str, emitted: int) -> None:
+        """``worker`` (running ``receiver``) left when ``emitted`` results had been emitted."""
+        self._losses.append((emitted, worker, receiver))
+
+    def passed_over(self, skipped: range, emitted: int
+                    ) -> Iterator[tuple[int, tuple[str, str]]]:
+        """``(train ID, (worker, receiver))`` of the trains lost with a worker, as far as known
+        after ``skipped`` train IDs were passed over with ``emitted`` results emitted."""
+        reported, self._reported = self._reported, {t for t in self._reported
+                                                    if t > skipped.stop}
+        self._losses = [loss for loss in self._losses if emitted - loss[0] <= self.horizon]
+        while self._unexplained and emitted - self._unexplained[0][0] > self.horizon:
+            self._unexplained.popleft()
+        if len(skipped) <= (self._unexplained.maxlen or 0):  # else: a restarted bridge's jump
+            self._unexplained.extend((emitted, t) for t in skipped if t not in reported)
+        while self._losses and self._unexplained:
+            _, worker, receiver = self._losses[-1]
+            yield self._unexplained.popleft()[1], (worker, receiver)

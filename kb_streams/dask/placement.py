@@ -13,9 +13,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-__all__ = ["Shard", "module_shards", "place"]
+__all__ = ["SOCKS", "Shard", "module_shards", "place", "shards_of"]
 
 logger = logging.getLogger(__name__)
+
+
+SOCKS = ("REQ", "PULL", "SUB")
 
 
 class _Placed(Protocol):
@@ -71,6 +74,36 @@ def module_shards(endpoint: str, n: int, *, modules: int = 16,
     groups = np.array_split(np.arange(modules), n)
     return [Shard(endpoint, select=[source.format(module=m) for m in group],
                   name=f"modules {group[0]}-{group[-1]}", sock=sock) for group in groups]
+
+
+def shards_of(endpoint: str | Sequence[str | Shard], sock: str, n: int | None
+              ) -> list[Shard] | None:
+    """The named, checked shards of ``endpoint`` (``None`` for a single endpoint).
+
+    Examples
+    --------
+    >>> [(s.name, s.sock) for s in shards_of(["tcp://a:1", Shard("tcp://b:2", sock="SUB")],
+    ...                                      "PULL", None)]
+    [('shard0', 'PULL'), ('shard1', 'SUB')]
+    """
+    if isinstance(endpoint, str):
+        if sock not in SOCKS:
+            raise ValueError(f"sock must be one of {SOCKS}, not {sock!r}")
+        if sock == "SUB" and n not in (None, 1):
+            raise ValueError("with SUB every receiver gets every train: use n=1, or shards")
+        return None
+    shards = [s if isinstance(s, Shard) else Shard(s) for s in endpoint]
+    if not shards:
+        raise ValueError("no shards given")
+    shards = [Shard(s.endpoint, s.select, s.name or f"shard{i}", (s.sock or sock).upper())
+              for i, s in enumerate(shards)]
+    names = [s.name for s in shards]
+    if len(set(names)) != len(names):
+        raise ValueError(f"shard names must differ: {names}")
+    for s in shards:
+        if s.sock not in SOCKS:
+            raise ValueError(f"shard {s.name}: sock must be one of {SOCKS}, not {s.sock!r}")
+    return shards
 
 
 def place(receivers: Sequence[_Placed], workers: Sequence[str]) -> int:

@@ -1,15 +1,20 @@
-"""The Dask calls of a worker-side source: pinned receive tasks, cancels, probes, closing.
+"""The Dask calls of a worker-side source: pinned receive tasks, cancels, probes, stopping.
 
 Every method is awaited from the graph's event loop and runs on the client's
-(:func:`~kb_streams.dask.base.on_client_loop`).
+(:func:`~kb_streams.dask.base.on_client_loop`). A :class:`Slot` is one receiver as the graph
+sees it: what it receives, where it runs, what it may still deliver.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from distributed import Client
@@ -17,6 +22,7 @@ from distributed.client import FutureCancelledError
 
 from ..records import detach
 from .base import RPC_TIMEOUT, cancel_quietly, on_client_loop
+from .order import ReceiveOrder
 from .receiver import (
     STATE_PROBE,
     ReceiverSpec,
@@ -25,9 +31,30 @@ from .receiver import (
     receive_and_apply,
 )
 
-__all__ = ["ReceiverTasks"]
+__all__ = ["ReceiverTasks", "Slot"]
 
 logger = logging.getLogger(__name__)
+
+#: Seconds, beyond ``timeout``, that stopping waits for running tasks before cancelling them.
+STOP_GRACE = 10.0
+
+
+@dataclass(eq=False)
+class Slot:
+    """One receiver of a worker-side source, as the graph sees it."""
+
+    spec: ReceiverSpec
+    worker: str | None = None
+    tasks: int = 0
+    not_before: float = 0.0
+    order: ReceiveOrder = field(default_factory=ReceiveOrder)
+    busy: bool = False  # its last report was a train, so another one is likely on its way
+    probing: bool = False
+    probed_at: float = -math.inf
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
 
 
 class ReceiverTasks:
@@ -105,6 +132,44 @@ class ReceiverTasks:
         except Exception as exc:
             logger.debug("cannot probe the receivers on %s: %s", worker, exc)
             return {}
+
+    async def probe(self, worker: str, session: str, slots: Sequence[Slot]) -> None:
+        """Ask ``worker`` what its receivers of ``slots`` still hold; tell their orders."""
+        sent = time.monotonic()
+        for slot in slots:
+            slot.probing, slot.probed_at = True, sent
+        try:
+            answer = await self.states(worker, session, [slot.name for slot in slots])
+        finally:
+            for slot in slots:
+                slot.probing = False
+        for slot in slots:
+            if worker not in answer or slot.worker != worker:
+                continue
+            state = answer[worker].get(slot.name)
+            if state is None:
+                slot.order.absent(sent)
+                slot.busy = False
+            elif state[2] == 0:  # nothing waiting for a task
+                slot.order.empty(state[0], state[1], sent)
+
+    async def stop(self, session: str, tasks: list[asyncio.Future], timeout: float) -> None:
+        """Close the receivers, so their waiting tasks end at once; cancel only what then lasts.
+
+        A cancelled Dask task runs on in its worker thread (here: until its receive times out),
+        keeping the worker from the next source; a worker closed meanwhile logs a
+        ``CancelledError`` warning for it.
+        """
+        await self.close_receivers(session, timeout + 10)
+        if not tasks:
+            return
+        _, left = await asyncio.wait(tasks, timeout=timeout + STOP_GRACE)
+        if left:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.abandon(), RPC_TIMEOUT)
+            _, left = await asyncio.wait(left, timeout=STOP_GRACE)
+            for task in left:
+                task.cancel()
 
     async def close_receivers(self, session: str, timeout: float) -> None:
         """Close the bridge clients of ``session`` on every worker (their tasks end at once)."""
