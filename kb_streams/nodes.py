@@ -119,19 +119,21 @@ class NodeInterface:
         """
         return self.finished.wait(timeout)
 
-    def _report(self, record: ErrorRecord) -> list:
-        """Log ``record`` and emit it on ``errors``; the awaitables the errors stream returned."""
-        logger.warning("%s", record)
+    def _report(self, record: ErrorRecord, log: bool = True) -> list:
+        """Emit ``record`` on ``errors`` (logged first unless ``log=False``: the node logged it
+        its own way); the awaitables the errors stream returned."""
+        if log:
+            logger.warning("%s", record)
         try:
             return self.errors._emit(record) or []
         except Exception:
             logger.exception("the errors stream raised on %s", record)
             return []
 
-    async def _report_async(self, record: ErrorRecord) -> None:
+    async def _report_async(self, record: ErrorRecord, log: bool = True) -> None:
         """:meth:`_report`, awaiting what the errors stream returned (from the node's loop)."""
         try:
-            await asyncio.gather(*self._report(record))
+            await asyncio.gather(*self._report(record, log))
         except Exception:
             logger.exception("the errors stream raised on %s", record)
 
