@@ -23,9 +23,8 @@ in the graph: it is tiny, and it needs every train's result in one place.
 
 from __future__ import annotations
 
-import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -36,12 +35,11 @@ if TYPE_CHECKING:
     from distributed import Client
     from streamz import Stream
 
-    from .server import BridgeServer
     from .train import Train
     from .worker_receive import from_karabo_bridge_on_workers
 
 __all__ = ["PumpProbeSetup", "PumpProbeCurve", "pump_probe_graph", "pump_probe_on_workers",
-           "bin_ratios", "ratio_of_train", "embedded_simulator", "curve_table"]
+           "bin_ratios", "ratio_of_train", "curve_table"]
 
 #: The simulator's pump-probe scan, also the demo's default: delays from -1 to 4 ps in 5 steps.
 SCAN_DELAYS = np.linspace(-1.0, 4.0, 5)
@@ -303,41 +301,11 @@ def pump_probe_on_workers(
                                                 args=(setup or PumpProbeSetup(),), **options)
 
 
-@contextlib.contextmanager
-def embedded_simulator(
-    *,
-    pulses: int = 16,
-    rate: float = 10.0,
-    sock: str = "REP",
-    pool_size: int = 5,
-    trains_per_step: int = 4,
-    xgm_noise: float = 0.01,
-    detector: str = "AGIPD-modules",
-    **options: Any,
-) -> Iterator[BridgeServer]:
-    """A simulated bridge (AGIPD modules, XGM, delay line) on ``tcp://127.0.0.1:<free port>``.
+def __getattr__(name: str) -> Any:
+    # embedded_simulator moved to kb_streams.simulate.embedded; imported on first use, so that
+    # importing this module (as the ``kb-streams`` command does) does not load the simulator
+    if name == "embedded_simulator":
+        from .simulate.embedded import embedded_simulator
 
-    Serves from a background thread (sending is done by ZeroMQ's own threads, so it hardly
-    competes with the analysis for Python's lock). The scan steps through ``pool_size`` delays,
-    ``trains_per_step`` trains each. The XGM reads the pulse energies with ``xgm_noise`` relative
-    rms of noise, new every train, so that each train's ratio scatters around the true curve as
-    measured ones do (the images are pre-generated, one per delay step).
-
-    Examples
-    --------
-    >>> with embedded_simulator(pulses=4) as server:        # doctest: +SKIP
-    ...     print(server.endpoint)
-    tcp://127.0.0.1:38163
-    """
-    from .server import BridgeServer
-    from .simulate import Scene, simulate
-
-    scene = Scene(trains_per_step=trains_per_step, xgm_noise=xgm_noise)
-    sim = simulate(detector, pulses=pulses, pool_size=pool_size, scene=scene,
-                   extras=("xgm", "delay"), **options).prepare()
-    server = BridgeServer("tcp://127.0.0.1:0", sock=sock)
-    try:
-        server.start(sim, rate=rate or None)
-        yield server
-    finally:
-        server.stop()
+        return embedded_simulator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from kb_streams.cli import main
-from kb_streams.cli._live import dask_address
+from kb_streams.cli._live_options import dask_address
 from kb_streams.cli.demo import _bins, _roi, _source_key
 from kb_streams.demo import PumpProbeSetup, ratio_of_train
 from kb_streams.server import BridgeServer

@@ -17,9 +17,8 @@ import re
 import sys
 from typing import TYPE_CHECKING
 
-from ._live import (
-    add_dask_arguments,
-    add_source_arguments,
+from ._live_options import add_dask_arguments, add_source_arguments
+from ._live_session import (
     dask_cluster,
     first_trains,
     is_loopback,

@@ -16,14 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ._live import (
-    add_dask_arguments,
-    add_source_arguments,
-    dask_cluster,
-    error_streams,
-    open_source,
-    run_live,
-)
+from ._live_options import add_dask_arguments, add_source_arguments
+from ._live_session import dask_cluster, open_source, run_live
+from ._live_view import error_streams
 from ._output import EXIT_FAILURE, EXIT_USAGE, fail, handle_termination
 
 COMMAND = "run"

@@ -4,7 +4,7 @@
 dicts keyed by source, exactly as a bridge client receives them, or (for wire-level faults) a
 ``list`` of already-encoded message frames. Nothing here opens a socket: the bridge server
 (:mod:`kb_streams.server`) sends the items, encoding the tuples and sending lists as they are,
-and limits the rate.
+and limits the rate (:mod:`~kb_streams.simulate.embedded` serves the demo's scene with one).
 
 Detectors (:data:`DETECTORS`; source names, keys, dtypes and shapes in the modules
 :mod:`~kb_streams.simulate.xtdf`, :mod:`~kb_streams.simulate.jungfrau`,

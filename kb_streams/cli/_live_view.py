@@ -1,10 +1,9 @@
-"""Running a graph live, for ``kb-streams demo`` and ``kb-streams run``.
+"""The live view of a running graph, for ``kb-streams demo`` and ``kb-streams run``.
 
-The bridge source (or an embedded simulator) from the command line, an optional Dask cluster
-(``--dask [ADDRESS]``), a live status view (rich on a terminal, plain lines when piped) that polls
-the source's counters, the cluster's workers, the errors reported on the graph's ``.errors``
-streams and an optional ``status()`` callable of the pipeline from the main thread while the graph
-runs in its event-loop thread, and a clean end after ``--trains`` trains or Ctrl-C.
+A rich panel on a terminal, plain lines when piped: the source's counters, the Dask cluster's
+workers, the errors reported on the graph's ``.errors`` streams and an optional ``status()``
+callable of the pipeline, polled from the main thread while the graph runs in its event-loop
+thread.
 
 Two kinds of source are shown: :class:`kb_streams.sources.from_karabo_bridge` (trains received in
 this process) and :class:`kb_streams.worker_receive.from_karabo_bridge_on_workers` (trains
@@ -13,15 +12,11 @@ received and reduced on the Dask workers; the source emits their results).
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import ipaddress
 import math
-import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
@@ -30,27 +25,13 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from ._output import (
-    format_bytes,
-    format_seconds,
-    non_negative_float,
-    positive_float,
-    positive_int,
-    reader_socket,
-)
+from ._output import format_bytes, format_seconds
 
 if TYPE_CHECKING:
     from distributed import Client
     from streamz import Stream
 
     from ..sources import SourceStats
-
-_SERVER_SOCKETS = {"REQ": "REP", "SUB": "PUB", "PULL": "PUSH"}
-
-#: Workers of the local cluster ``--dask`` starts (one thread each).
-DASK_WORKERS = 2
-#: Seconds to wait for a scheduler given as ``--dask ADDRESS``.
-CONNECT_TIMEOUT = 10
 
 
 class _Rate:
@@ -418,235 +399,3 @@ def print_summary(view: LiveView, *, file: Any = None) -> None:
     """Print the final summary of a run."""
     print(view.summary(), file=file or sys.stdout, flush=True)
 
-
-def first_trains(stream: Stream, trains: int | None, on_last: Callable[[], None]) -> Stream:
-    """``stream`` passing on only its first ``trains`` items; ``on_last()`` at the last one.
-
-    For sources that may still emit after :meth:`stop` (a worker-side source emits the results
-    it holds for re-ordering), so that ``--trains N`` means exactly N trains in the graph.
-
-    Examples
-    --------
-    >>> from streamz import Stream
-    >>> source = Stream()
-    >>> out = first_trains(source, 2, lambda: print("stop")).sink_to_list()
-    >>> for x in range(4):
-    ...     source.emit(x)
-    stop
-    >>> out
-    [0, 1]
-    """
-    if trains is None:
-        return stream
-    seen = 0
-
-    def keep(_: Any) -> bool:
-        nonlocal seen
-        seen += 1
-        if seen == trains:
-            on_last()
-        return seen <= trains
-
-    return stream.filter(keep)
-
-
-def run_live(
-    source: Any,
-    status: Callable[[], Any] | None = None,
-    *,
-    trains: int | None = None,
-    title: str = "kb-streams",
-    errors: Iterable[Stream] = (),
-    cluster: ClusterInfo | None = None,
-    console: Console | None = None,
-    stop_timeout: float = 10.0,
-) -> int:
-    """Run a built graph: start the source, show live status, end cleanly; the exit code.
-
-    Ends after ``trains`` trains (the source is stopped from inside the graph; items it still
-    emits after that are not counted: build the graph on :func:`first_trains` to keep them out
-    of it too), when the source stops by itself, or on Ctrl-C/SIGTERM; then stops the source,
-    waits for the trains in flight and prints the final summary. ``errors``: ``.errors`` streams
-    to count (besides the source's own); ``cluster``: the Dask cluster to show.
-    """
-    emitted = left_out = 0
-
-    def count(_: Any) -> None:
-        nonlocal emitted, left_out
-        if trains is not None and emitted >= trains:
-            left_out += 1
-            return
-        emitted += 1
-        if trains is not None and emitted >= trains:
-            source.stop()
-
-    counter = source.sink(count)
-    view = LiveView(source, status, title=title, errors=errors, cluster=cluster, console=console)
-    counters = view._counters
-    interrupted = False
-    source.start()
-    try:
-        view.run(done=counters.finished)
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        source.stop()
-        try:
-            finished = counters.join(stop_timeout)
-        except KeyboardInterrupt:  # a second Ctrl-C: stop waiting
-            interrupted, finished = True, False
-        counter.destroy()
-    if not finished:
-        print(f"warning: trains still in the graph after {stop_timeout:g} s", file=sys.stderr)
-    print(("interrupted; " if interrupted else "") + f"{emitted} trains processed"
-          + (f" ({left_out} later result{'s' if left_out > 1 else ''} left out)"
-             if left_out else ""), flush=True)
-    print_summary(view)
-    view.close()
-    if emitted == 0 and not interrupted:
-        print(f"error: no train received from {source.endpoint} ({source.sock})",
-              file=sys.stderr)
-        return 1
-    return 0
-
-
-# -- command-line pieces ----------------------------------------------------------------------
-
-def add_source_arguments(parser: argparse.ArgumentParser, *, pulses: int = 32) -> None:
-    """``--endpoint``, ``--sock``, ``--trains`` ... and the embedded simulator's options.
-
-    ``pulses`` is the default of ``--pulses``, the simulator's pulses per train.
-    """
-    bridge = parser.add_argument_group("bridge")
-    bridge.add_argument(
-        "--endpoint", "-e", default=None, metavar="EP",
-        help="bridge endpoint to read, e.g. tcp://exflonc12:45000 "
-             "(default: start a simulator on tcp://127.0.0.1:<free port>)")
-    bridge.add_argument(
-        "--sock", "-z", type=reader_socket, default="REQ", metavar="{REQ,SUB,PULL}",
-        help="socket type matching the server's REP, PUB or PUSH (default: REQ); the "
-             "embedded simulator serves the matching one")
-    bridge.add_argument("--trains", "-n", type=positive_int, default=None, metavar="N",
-                        help="stop after N trains and print a summary (default: until Ctrl-C)")
-    bridge.add_argument("--timeout", type=positive_float, default=5.0, metavar="S",
-                        help="seconds without a train before a REQ request is sent again "
-                             "(default: 5)")
-    bridge.add_argument("--max-in-flight", type=positive_int, default=None, metavar="N",
-                        help="cap on trains anywhere in the graph at once (default: no cap)")
-    sim = parser.add_argument_group("embedded simulator (without --endpoint)")
-    sim.add_argument("--pulses", type=positive_int, default=pulses, metavar="N",
-                     help=f"AGIPD pulses per train (default: {pulses})")
-    sim.add_argument("--rate", type=non_negative_float, default=10.0, metavar="HZ",
-                     help="trains per second, 0 = as fast as possible (default: 10)")
-    sim.add_argument("--xgm-noise", type=non_negative_float, default=0.01, metavar="F",
-                     help="relative rms noise of the XGM's pulse energy readings, new every "
-                          "train, so each train's result scatters as measured ones do; 0 reads "
-                          "them exactly (default: 0.01)")
-
-
-def dask_address(text: str) -> str:
-    """``--dask`` type: ``local``, ``tcp://host:port`` (any Dask protocol) or ``host:port``.
-
-    Examples
-    --------
-    >>> dask_address("tcp://10.0.0.5:8786"), dask_address("10.0.0.5:8786")
-    ('tcp://10.0.0.5:8786', '10.0.0.5:8786')
-    >>> dask_address("pipeline.py")
-    Traceback (most recent call last):
-    argparse.ArgumentTypeError: expected a scheduler address such as tcp://host:8786, not \
-'pipeline.py' (write --dask after PIPELINE.py)
-    """
-    text = text.strip()
-    host, sep, port = text.rpartition(":")
-    if text == "local" or "://" in text or (sep and host and port.isdigit()):
-        return text
-    raise argparse.ArgumentTypeError(
-        f"expected a scheduler address such as tcp://host:8786, not {text!r}"
-        + (" (write --dask after PIPELINE.py)" if text.endswith(".py") else ""))
-
-
-def add_dask_arguments(parser: argparse.ArgumentParser, *, what: str) -> None:
-    """``--dask [ADDRESS]`` and ``--workers N``; ``what`` says what runs on the cluster."""
-    dask = parser.add_argument_group("Dask")
-    dask.add_argument(
-        "--dask", nargs="?", const="local", default=None, type=dask_address, metavar="ADDRESS",
-        help=f"{what}. ADDRESS: a running scheduler, e.g. tcp://10.0.0.5:8786; without it a "
-             f"local cluster of --workers worker processes on 127.0.0.1, closed at the end")
-    dask.add_argument(
-        "--workers", type=positive_int, default=DASK_WORKERS, metavar="N",
-        help=f"worker processes of the local cluster, one thread each (default: {DASK_WORKERS})")
-
-
-@contextlib.contextmanager
-def dask_cluster(address: str, *, n_workers: int = DASK_WORKERS) -> Iterator[ClusterInfo]:
-    """Connect to the scheduler at ``address``, or start a local cluster (``'local'``); close it.
-
-    Call it before building the graph (the graph's nodes then share the client's event loop).
-    The worker processes of a local cluster are started with SIGINT ignored: Ctrl-C on a terminal
-    reaches the whole process group, and the workers must outlive it until the graph has stopped;
-    closing the client (on the way out, also after Ctrl-C) stops them.
-    """
-    from ..cluster import connect
-
-    local = address == "local"
-    previous = signal.getsignal(signal.SIGINT)
-    if local:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited by the spawned workers
-    try:
-        if local:
-            client = connect(n_workers=n_workers, threads_per_worker=1)
-        else:
-            client = connect(address, timeout=CONNECT_TIMEOUT)
-    finally:
-        if local:
-            signal.signal(signal.SIGINT, previous)
-    try:
-        info = ClusterInfo(client, local=local)
-        print(f"{info.line()}", flush=True)
-        if not info.workers:
-            print("warning: the Dask cluster has no workers (yet): nothing runs until one "
-                  "joins", file=sys.stderr, flush=True)
-        yield info
-    finally:
-        client.close(timeout=30)
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is this machine only (127.x, ::1, localhost)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-@contextlib.contextmanager
-def simulator_endpoint(args: argparse.Namespace) -> Iterator[str]:
-    """``args.endpoint``, or the endpoint of an embedded simulator serving for the run."""
-    with contextlib.ExitStack() as stack:
-        endpoint = args.endpoint
-        if endpoint is None:
-            from ..demo import embedded_simulator
-
-            server = stack.enter_context(embedded_simulator(
-                pulses=args.pulses, rate=args.rate, sock=_SERVER_SOCKETS[args.sock],
-                xgm_noise=args.xgm_noise))
-            endpoint = server.endpoint
-            print(f"simulator: AGIPD-modules, {args.pulses} pulses, "
-                  f"{args.rate:g} Hz, {server.sock} on {endpoint}", flush=True)
-        yield endpoint
-
-
-@contextlib.contextmanager
-def open_source(args: argparse.Namespace):
-    """The bridge source for ``args`` (with a simulator serving it, without ``--endpoint``).
-
-    The source asks for the next train as soon as one arrives (``prefetch=2``), so transfer and
-    analysis overlap.
-    """
-    from ..sources import from_karabo_bridge
-
-    with simulator_endpoint(args) as endpoint:
-        yield from_karabo_bridge(endpoint, sock=args.sock, timeout=args.timeout, prefetch=2,
-                                 max_in_flight=args.max_in_flight)
