@@ -172,6 +172,9 @@ class NodeStats:
 
     _items: ClassVar[str] = ""
     _failures: ClassVar[tuple[str, ...]] = ()
+    #: ``(label, attribute, unit)`` a live view shows, throughput first; unit ``''`` (a count),
+    #: ``'s'`` (seconds) or ``'B'`` (bytes, e.g. ``'B/train'``). ``failures`` is the errors cell.
+    _shown: ClassVar[tuple[tuple[str, str, str], ...]] = ()
 
     @property
     def items(self) -> int:
@@ -186,6 +189,16 @@ class NodeStats:
     def as_dict(self) -> dict[str, Any]:
         """The counters as a plain dictionary (a snapshot)."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def shown(self) -> list[tuple[str, str, Any, str]]:
+        """What a live view shows: ``(label, attribute, value, unit)``, throughput first.
+
+        Examples
+        --------
+        >>> SinkStats(received=3, published=2, unsendable=1).shown()[:2]
+        [('published', 'published', 2, ''), ('received', 'received', 3, '')]
+        """
+        return [(label, name, getattr(self, name), unit) for label, name, unit in self._shown]
 
 
 @dataclass
@@ -226,6 +239,10 @@ class SourceStats(NodeStats):
 
     _items: ClassVar[str] = "trains"
     _failures: ClassVar[tuple[str, ...]] = ("errors", "decode_errors")
+    _shown: ClassVar[tuple[tuple[str, str, str], ...]] = (
+        ("trains", "trains", ""), ("age", "age_last", "s"), ("mean age", "age_mean", "s"),
+        ("lost", "gaps", ""), ("dropped", "dropped", ""), ("errors", "failures", ""),
+        ("in flight", "in_flight", ""))
 
     trains: int = 0
     bytes: int = 0
@@ -267,6 +284,9 @@ class SinkStats(NodeStats):
 
     _items: ClassVar[str] = "published"
     _failures: ClassVar[tuple[str, ...]] = ("unsendable",)
+    _shown: ClassVar[tuple[tuple[str, str, str], ...]] = (
+        ("published", "published", ""), ("received", "received", ""),
+        ("dropped", "dropped", ""), ("errors", "failures", ""), ("queued", "queued", ""))
 
     received: int = 0
     published: int = 0
@@ -287,6 +307,9 @@ class OffloadStats(NodeStats):
 
     _items: ClassVar[str] = "completed"
     _failures: ClassVar[tuple[str, ...]] = ("failed",)
+    _shown: ClassVar[tuple[tuple[str, str, str], ...]] = (
+        ("results", "completed", ""), ("in flight", "in_flight", ""),
+        ("resubmitted", "resubmitted", ""), ("errors", "failures", ""))
 
     accepted: int = 0
     completed: int = 0
@@ -315,6 +338,10 @@ class WorkerReceiveStats(NodeStats):
 
     _items: ClassVar[str] = "emitted"
     _failures: ClassVar[tuple[str, ...]] = ("errors",)
+    _shown: ClassVar[tuple[tuple[str, str, str], ...]] = (
+        ("trains", "emitted", ""), ("received on workers", "received", ""),
+        ("skipped", "skipped", ""), ("late", "late", ""), ("errors", "failures", ""),
+        ("buffered", "buffered", ""), ("result", "result_bytes", "B/train"))
 
     emitted: int = 0
     received: int = 0
@@ -332,6 +359,11 @@ class WorkerReceiveStats(NodeStats):
     bytes_received: int = 0
     bytes_tasks: int = 0
     bytes_results: int = 0
+
+    @property
+    def result_bytes(self) -> float:
+        """Mean bytes of a result that came back to the graph (0 before the first)."""
+        return self.bytes_results / self.received if self.received else 0.0
 
 
 class RateWindow:
