@@ -127,7 +127,7 @@ def dask_cluster(address: str, *, n_workers: int = DASK_WORKERS) -> Iterator[Clu
     reaches the whole process group, and the workers must outlive it until the graph has stopped;
     closing the client (on the way out, also after Ctrl-C) stops them.
     """
-    from ..cluster import connect
+    from ..dask.cluster import connect
 
     local = address == "local"
     previous = signal.getsignal(signal.SIGINT)
