@@ -97,3 +97,16 @@ def test_the_dask_nodes_have_the_same_interface(cluster: ProcessCluster) -> None
         source = from_karabo_bridge_on_workers(server.endpoint, len, cluster.client)
         assert_interface(source)
         assert source.finished and source.stats.failures == 0
+
+
+def test_offload_is_finished_once_nothing_is_in_flight(cluster: ProcessCluster) -> None:
+    source = Stream()
+    node = source.offload(np.negative, n=2, client=cluster.client)
+    results, errors = node.sink_to_list(), node.errors.sink_to_list()
+    for x in (1, 2, "three"):
+        source.emit(x)
+    assert node.join(60)
+    assert node.finished and results == [-1, -2] and node.stats.items == 2
+    (error,) = errors
+    assert error.index == 2 and node.stats.failures == 1
+    assert isinstance(error.exception, TypeError) and "negative" in error.traceback
