@@ -1,7 +1,5 @@
-"""Old import path of :mod:`kb_streams.dask.receiver`: the same module object under this name."""
+"""Old import path of :mod:`kb_streams.dask.receiver`: every name forwards there."""
 
-import sys
+from ._moved import moved_to
 
-from .dask import receiver as _module
-
-sys.modules[__name__] = _module
+moved_to(__name__, "kb_streams.dask.receiver")

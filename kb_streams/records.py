@@ -94,8 +94,8 @@ def detach(exc: BaseException) -> tuple[str, BaseException]:
     >>> try:
     ...     1 / 0
     ... except ZeroDivisionError as exc:
-    ...     text, exc = detach(exc)
-    >>> text.splitlines()[-1], exc.__traceback__
+    ...     text, error = detach(exc)
+    >>> text.splitlines()[-1], error.__traceback__
     ('ZeroDivisionError: division by zero', None)
     """
     text = "".join(_traceback.format_exception(type(exc), exc, exc.__traceback__))

@@ -255,7 +255,10 @@ class from_karabo_bridge_on_workers(DaskNode, Source):
             specs = [spec(f"r{i}", self.endpoint, self.sock, self.select) for i in range(n)]
         self._slots = [Slot(s) for s in specs]
         self._buffer.reset(self._slots)
-        self._losses = LostTrains(len(self._slots) * (self.tasks_per_receiver + self.prefetch + 1))
+        # a dead worker's trains show up as gaps within about what all receivers hold (twice that:
+        # its death may be seen a moment after the results around them went out)
+        self._losses = LostTrains(2 * len(self._slots)
+                                  * (self.tasks_per_receiver + self.prefetch + 1))
 
     async def _assign_workers(self) -> None:
         """Pin every receiver to a live worker, spread evenly (cheap; done about once a second)."""
