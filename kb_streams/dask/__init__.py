@@ -11,7 +11,7 @@
 
 Names are imported on first use, so that a worker importing :mod:`kb_streams.dask.receiver`
 loads no graph node. The old paths (``kb_streams.cluster``, ``kb_streams.offload``,
-``kb_streams.worker_receive``) are these modules under another name.
+``kb_streams.worker_receive``) forward every name to these modules.
 
 Which path to use
 -----------------
