@@ -13,9 +13,9 @@ they are used, so that the ``kb-streams`` command starts fast.)
 
 On a Dask cluster (``kb-streams demo --dask``) the graph is split where the data gets small:
 :func:`pump_probe_on_workers` lets every worker receive whole trains from the bridge itself and
-run :func:`ratio_of_train` there (:mod:`kb_streams.worker_receive`), so only a ``(delay, ratio)``
+run :func:`ratio_of_train` there (:mod:`kb_streams.dask.on_workers`), so only a ``(delay, ratio)``
 pair per train (a few hundred bytes) comes back to the graph, where :func:`bin_ratios` bins it.
-Receiving trains in the graph and offloading them (:mod:`kb_streams.offload`) would copy every
+Receiving trains in the graph and offloading them (:mod:`kb_streams.dask.offload`) would copy every
 train once more between processes, about 100 ms per 100 MB on a 2-core machine: more than the
 reduction itself, and the graph's process would then receive all trains alone. The binning stays
 in the graph: it is tiny, and it needs every train's result in one place.
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from streamz import Stream
 
     from .train import Train
-    from .worker_receive import from_karabo_bridge_on_workers
+    from .dask.on_workers import from_karabo_bridge_on_workers
 
 __all__ = ["PumpProbeSetup", "PumpProbeCurve", "ScanNumber", "pump_probe_graph",
            "pump_probe_on_workers", "bin_ratios", "ratio_of_train", "curve_table"]
@@ -293,7 +293,7 @@ def pump_probe_on_workers(
     """A source whose Dask workers receive trains and emit ``(delay, ratio)`` in train order.
 
     Each worker opens its own bridge client on ``endpoint`` and runs :func:`ratio_of_train` on
-    the trains it receives (:mod:`kb_streams.worker_receive`); whole trains never reach this
+    the trains it receives (:mod:`kb_streams.dask.on_workers`); whole trains never reach this
     process. Connect :func:`bin_ratios` to it for the curve; failed trains (e.g. the ROI's module
     missing) come out on ``source.errors``.
 
@@ -310,7 +310,7 @@ def pump_probe_on_workers(
         spreads the trains over them; ``'SUB'`` (PUB bridge): a single receiver, since every
         subscriber gets every train.
     options
-        More :class:`~kb_streams.worker_receive.from_karabo_bridge_on_workers` options.
+        More :class:`~kb_streams.dask.on_workers.from_karabo_bridge_on_workers` options.
 
     Examples
     --------
@@ -323,7 +323,7 @@ def pump_probe_on_workers(
     """
     from streamz import Stream
 
-    from . import worker_receive  # noqa: F401 - registers Stream.from_karabo_bridge_on_workers
+    from .dask import on_workers  # noqa: F401 - registers Stream.from_karabo_bridge_on_workers
 
     sock = sock.upper()
     if sock == "SUB":

@@ -9,10 +9,17 @@ both attributes as soon as the downstream call returns, so a graph holds only th
 
 ``current_value`` is only read by ``streamz.dataframe``/``streamz.collection`` (the ``Streaming``
 objects), which kb_streams graphs do not use.
+
+Every source, sink and Dask node of ours also has one interface (:class:`NodeInterface`):
+``stats`` (a :class:`kb_streams.stats.NodeStats`), ``errors`` (a stream of
+:class:`kb_streams.records.ErrorRecord`), ``finished`` (a :class:`Finished` event), ``join()`` and
+``stop()``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -20,7 +27,11 @@ from typing import Any
 
 from streamz import Stream
 
-__all__ = ["ForgetValues", "forget_values", "graph_nodes"]
+from .records import ErrorRecord
+
+__all__ = ["ForgetValues", "Finished", "NodeInterface", "forget_values", "graph_nodes"]
+
+logger = logging.getLogger(__name__)
 
 
 class ForgetValues:
@@ -49,6 +60,82 @@ class ForgetValues:
         finally:
             self.current_value = None
             self.current_metadata = None
+
+
+class Finished(threading.Event):
+    """Set once a node has nothing left to do; true (as a bool) when set.
+
+    Wait for it from any thread but the node's event loop (``finished.wait(timeout)``, or the
+    node's ``join(timeout)``); test it anywhere (``if node.finished:``).
+
+    Examples
+    --------
+    >>> finished = Finished()
+    >>> bool(finished), finished.wait(0.01)
+    (False, False)
+    >>> finished.set()
+    >>> bool(finished), finished.wait(0.01)
+    (True, True)
+    """
+
+    def __bool__(self) -> bool:
+        return self.is_set()
+
+    def __repr__(self) -> str:
+        return f"<Finished: {self.is_set()}>"
+
+
+class NodeInterface:
+    """What every source, sink and Dask node of ours offers besides the streamz node API.
+
+    * ``stats``: the node's counters (a :class:`kb_streams.stats.NodeStats`), each failure
+      counted there;
+    * ``errors``: a streamz ``Stream`` emitting one :class:`~kb_streams.records.ErrorRecord` per
+      failure (a train that could not be decoded, processed, sent or was lost);
+    * ``finished``: a :class:`Finished` event, set while the node has nothing in flight (a
+      source: stopped and drained; a sink: closed);
+    * ``join(timeout)``: wait for ``finished``; ``stop()``: as streamz (stop the sources).
+
+    Call :meth:`_init_interface` at the end of ``__init__`` (once ``loop`` is known).
+    """
+
+    errors: Stream
+    finished: Finished
+
+    def _init_interface(self, name: str) -> None:
+        self.errors = Stream(loop=getattr(self, "loop", None),
+                             asynchronous=getattr(self, "asynchronous", None),
+                             stream_name=f"{name}.errors")
+        self.finished = Finished()
+        self.finished.set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until :attr:`finished` (from any thread but the node's event loop).
+
+        Returns
+        -------
+        bool
+            ``True`` if the node finished within ``timeout`` seconds.
+        """
+        return self.finished.wait(timeout)
+
+    def _report(self, record: ErrorRecord, log: bool = True) -> list:
+        """Emit ``record`` on ``errors`` (logged first unless ``log=False``: the node logged it
+        its own way); the awaitables the errors stream returned."""
+        if log:
+            logger.warning("%s", record)
+        try:
+            return self.errors._emit(record) or []
+        except Exception:
+            logger.exception("the errors stream raised on %s", record)
+            return []
+
+    async def _report_async(self, record: ErrorRecord, log: bool = True) -> None:
+        """:meth:`_report`, awaiting what the errors stream returned (from the node's loop)."""
+        try:
+            await asyncio.gather(*self._report(record, log))
+        except Exception:
+            logger.exception("the errors stream raised on %s", record)
 
 
 _forgetful_classes: dict[type, type] = {}

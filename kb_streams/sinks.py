@@ -17,7 +17,8 @@ from __future__ import annotations
 import logging
 import numbers
 import threading
-from collections.abc import Iterator, Mapping
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -27,8 +28,11 @@ from streamz import Stream
 from streamz.sinks import Sink
 
 from ._drop_queue import DropQueue
+from .nodes import NodeInterface
 from .protocol import Message, SourceData, encode, source_meta
+from .records import ErrorRecord, detach
 from .server import BridgeServer
+from .stats import SinkStats
 from .train import Train, train_id_of
 
 __all__ = ["SinkStats", "to_bridge_train", "to_karabo_bridge"]
@@ -37,36 +41,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_SOURCE = "kb_streams/results"
 DEFAULT_QUEUE_SIZE = 10
-
-@dataclass
-class SinkStats:
-    """Counters of a :class:`to_karabo_bridge` node (a snapshot; see ``node.stats``).
-
-    Attributes
-    ----------
-    received
-        Items that reached the node.
-    published
-        Results taken by the server to send: handed to ZeroMQ (with PUB, a result no subscriber
-        could take still counts, as ZeroMQ drops it silently).
-    dropped
-        Results that never went out: pushed out of the full queue by newer ones, passed over by a
-        REP reader taking the newest, or arriving after :meth:`to_karabo_bridge.close`.
-    unsendable
-        Items that could not be converted or encoded; each was logged with its train ID.
-    queued
-        Results waiting in the queue now.
-    last_train_id
-        Train ID of the last result published.
-    """
-
-    received: int = 0
-    published: int = 0
-    dropped: int = 0
-    unsendable: int = 0
-    queued: int = 0
-    last_train_id: int | None = None
-
 
 # -- item -> (data, meta) ---------------------------------------------------------------------
 
@@ -189,7 +163,7 @@ def _value(value: Any) -> Any:
 
 
 @Stream.register_api()
-class to_karabo_bridge(Sink):
+class to_karabo_bridge(NodeInterface, Sink):
     """Publish every item as a train on a Karabo bridge socket (REP, PUB or PUSH).
 
     Each item becomes one train (see :func:`to_bridge_train`): ``(data, meta)`` pairs and
@@ -240,6 +214,11 @@ class to_karabo_bridge(Sink):
     ----------
     server
         The :class:`~kb_streams.server.BridgeServer` publishing the results.
+    errors
+        Emits an :class:`~kb_streams.records.ErrorRecord` per unsendable item.
+    finished
+        A :class:`~kb_streams.nodes.Finished` event, set once the node is closed
+        (``join(timeout)`` waits for it).
 
     Notes
     -----
@@ -299,6 +278,8 @@ class to_karabo_bridge(Sink):
         except BaseException:
             self.close()
             raise
+        self._init_interface(kwargs.get("stream_name") or "to_karabo_bridge")
+        self.finished.clear()  # set once closed
         try:
             self.server.start(self._results(self.server))
         except BaseException:
@@ -348,6 +329,8 @@ class to_karabo_bridge(Sink):
             self._closed = True
         self._count(dropped=self._outbox.close())
         self.server.close()
+        if hasattr(self, "finished"):
+            self.finished.set()
 
     def stop(self) -> None:
         """Stop the upstream sources (as any streamz node's ``stop``), then :meth:`close`."""
@@ -394,6 +377,9 @@ class to_karabo_bridge(Sink):
         except Exception as exc:  # one bad result must not stop the graph
             self._count(unsendable=1)
             logger.warning("Not published: train %s to %s: %s", train_id, self.endpoint, exc)
+            text, exc = detach(exc)
+            self._report(ErrorRecord(train_id, "to_karabo_bridge", exc, text, reason="unsendable",
+                                     endpoint=self.endpoint), log=False)
             return None
         if self.copy:
             frames = [bytes(frame) if isinstance(frame, memoryview) else frame

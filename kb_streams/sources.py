@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from typing import Any
 
 from streamz import Stream
@@ -23,9 +22,11 @@ from streamz.sources import Source
 from .client import AsyncClient
 from .endpoints import check_endpoint
 from .errors import ProtocolError
-from .graph_errors import log_failure, reported_by_caller
-from .nodes import ForgetValues, forget_values
+from .graph_errors import failed_node, log_failure, reported_by_caller
+from .nodes import ForgetValues, NodeInterface, forget_values
 from .protocol import Message
+from .records import ErrorRecord, detach
+from .stats import DataAge, SourceStats
 from .train import Train
 
 __all__ = ["SourceStats", "from_karabo_bridge"]
@@ -33,58 +34,6 @@ __all__ = ["SourceStats", "from_karabo_bridge"]
 logger = logging.getLogger(__name__)
 
 _CLIENT_COUNTERS = ("bytes", "gaps", "decode_errors", "timeouts", "reconnects", "dropped")
-
-
-@dataclass
-class SourceStats:
-    """Counters of a :class:`from_karabo_bridge` node (a snapshot; see ``source.stats``).
-
-    Attributes
-    ----------
-    trains
-        Trains emitted into the graph.
-    bytes
-        Bytes received (message size on the wire).
-    gaps
-        Train IDs missing between consecutive received trains (lost before they reached us).
-    dropped
-        Trains received but skipped to keep the data fresh (``latest=True``).
-    decode_errors
-        Messages that could not be decoded (:class:`kb_streams.ProtocolError`); each is skipped.
-    timeouts
-        Receive timeouts (no train within ``timeout`` seconds).
-    reconnects
-        Times the client connected afresh to recover a REQ request lost with its server.
-    errors
-        Trains for which a node of the graph raised an exception.
-    in_flight
-        Trains emitted that have not yet left the graph: being processed, queued in a
-        ``buffer``, or held (as the data derived from them) by ``sliding_window``,
-        ``partition`` and similar nodes until those emit.
-    last_train_id
-        Train ID of the last train emitted.
-    protocol_version
-        Protocol version of the last train received.
-    age_last, age_mean, age_max
-        Data age in seconds (time since the train's timestamp) when a train was emitted:
-        the last one, the mean and the maximum over all trains. ``nan`` before the first train
-        or when trains carry no timestamps.
-    """
-
-    trains: int = 0
-    bytes: int = 0
-    gaps: int = 0
-    dropped: int = 0
-    decode_errors: int = 0
-    timeouts: int = 0
-    reconnects: int = 0
-    errors: int = 0
-    in_flight: int = 0
-    last_train_id: int | None = None
-    protocol_version: str | None = None
-    age_last: float = float("nan")
-    age_mean: float = float("nan")
-    age_max: float = float("nan")
 
 
 class _InFlight:
@@ -108,7 +57,7 @@ class _InFlight:
 
 
 @Stream.register_api(staticmethod)
-class from_karabo_bridge(ForgetValues, Source):
+class from_karabo_bridge(ForgetValues, NodeInterface, Source):
     """Emit the trains of a Karabo bridge as :class:`kb_streams.Train` records.
 
     Parameters
@@ -153,7 +102,10 @@ class from_karabo_bridge(ForgetValues, Source):
     * A train that cannot be decoded, or for which a node raises, is counted, logged with its train
       ID and skipped: the stream goes on. A restarted server on the same endpoint is picked up
       without rebuilding the graph.
-    * ``source.stats`` holds the counters (:class:`SourceStats`).
+    * ``source.stats`` holds the counters (:class:`SourceStats`); ``source.errors`` emits an
+      :class:`~kb_streams.records.ErrorRecord` per train that could not be decoded or for which
+      the graph raised; ``source.finished`` (a :class:`~kb_streams.nodes.Finished` event) is set
+      once it has stopped and its trains have left the graph (``source.join(timeout)``).
 
     Examples
     --------
@@ -217,12 +169,10 @@ class from_karabo_bridge(ForgetValues, Source):
         self._generation = 0
         self._lock: asyncio.Lock | None = None
         self._waiting: asyncio.Future | None = None
-        self._age_sum = 0.0
-        self._age_count = 0
-        self._finished = threading.Event()
-        self._finished.set()
+        self._age = DataAge()
         super().__init__(start=False, asynchronous=asynchronous, loop=loop,
                          stream_name=stream_name)
+        self._init_interface(stream_name or "from_karabo_bridge")
         if start:
             self.start()
 
@@ -247,7 +197,7 @@ class from_karabo_bridge(ForgetValues, Source):
         if self.stopped:
             if self.forget:
                 forget_values(self)
-            self._finished.clear()
+            self.finished.clear()
             self._generation += 1
         super().start()
 
@@ -264,23 +214,6 @@ class from_karabo_bridge(ForgetValues, Source):
         task = self._waiting
         if task is not None and not task.done():
             task.cancel()
-
-    @property
-    def finished(self) -> bool:
-        """Whether the source is not running: stopped (or never started), its trains drained."""
-        return self._finished.is_set()
-
-    def join(self, timeout: float | None = None) -> bool:
-        """Wait until the source has stopped and its trains have left the graph.
-
-        Call it from any thread but the source's event loop (there, poll :attr:`finished`).
-
-        Returns
-        -------
-        bool
-            ``True`` if the source finished within ``timeout`` seconds.
-        """
-        return self._finished.wait(timeout)
 
     # -- the receive loop -------------------------------------------------------------------
 
@@ -306,7 +239,7 @@ class from_karabo_bridge(ForgetValues, Source):
                 if generation == self._generation:
                     if not ended:
                         self.stopped = True  # so that start() can run it again
-                    self._finished.set()
+                    self.finished.set()
 
     def _open_client(self) -> AsyncClient:
         """Where the trains come from (the recorded-run source reads a run instead)."""
@@ -327,6 +260,7 @@ class from_karabo_bridge(ForgetValues, Source):
         except Exception as exc:
             self._stats.decode_errors += 1
             logger.warning("Skipped train %s from %s: %s", message.train_id, self.endpoint, exc)
+            await self._record(message.train_id, exc, "could not decode the train")
             return
         finally:
             del message
@@ -342,7 +276,7 @@ class from_karabo_bridge(ForgetValues, Source):
             failures += [r for r in results if isinstance(r, BaseException)]
             del results
         if failures:
-            self._downstream_error(train_id, failures)
+            await self._downstream_error(train_id, failures)
             ticket.release()
 
     async def _interruptible(self, awaitable: Any) -> Any:
@@ -366,13 +300,21 @@ class from_karabo_bridge(ForgetValues, Source):
         except TimeoutError:
             return None
         except ProtocolError as exc:
-            self._skipped(exc)
+            await self._skipped(exc)
             return None
         return message
 
-    def _skipped(self, exc: ProtocolError) -> None:
+    async def _skipped(self, exc: ProtocolError) -> None:
         where = f"train {exc.train_id}" if exc.train_id is not None else "a message"
         logger.warning("Skipped %s from %s: %s", where, self.endpoint, exc)
+        await self._record(exc.train_id, exc, "could not decode the message")
+
+    async def _record(self, train_id: int | None, exc: BaseException, reason: str,
+                      node: str = "from_karabo_bridge") -> None:
+        """One failure on ``errors`` (already logged and counted)."""
+        text, exc = detach(exc)
+        await self._report_async(ErrorRecord(train_id, node, exc, text, reason=reason,
+                                             endpoint=self.endpoint), log=False)
 
     def _emit_train(self, train: Train, ticket: _InFlight) -> tuple[list, list[BaseException]]:
         """Like ``Stream._emit``, but one failing branch neither stops the others nor the source."""
@@ -400,25 +342,21 @@ class from_karabo_bridge(ForgetValues, Source):
                 self._release_refs(metadata)
         return awaitables, failures
 
-    def _downstream_error(self, train_id: int | None, failures: list[BaseException]) -> None:
+    async def _downstream_error(self, train_id: int | None,
+                                failures: list[BaseException]) -> None:
         self._stats.errors += 1
         for exc in failures:
-            # log the traceback as text, then drop it: it would keep the train's arrays alive
+            # log the traceback as text; the record drops it: it would keep the train's arrays alive
             log_failure(logger, train_id, self.endpoint, exc)
-            exc.__traceback__ = None
+            await self._record(train_id, exc, "a node of the graph raised", node=failed_node(exc))
 
     def _count(self, train: Train) -> None:
         stats = self._stats
         stats.trains += 1
         stats.last_train_id = train.train_id
-        age = train.age
-        if age is not None and age == age:  # trains without timestamps have no age
-            self._age_sum += age
-            self._age_count += 1
-            stats.age_last = age
-            stats.age_mean = self._age_sum / self._age_count
-            if not stats.age_max >= age:  # (nan before the first)
-                stats.age_max = age
+        age = self._age
+        age.observe(train.age)
+        stats.age_last, stats.age_mean, stats.age_max = age.last, age.mean, age.max
 
     async def _drain(self, timeout: float = 5.0, quiet: float = 0.5) -> None:
         """After stop: wait for the trains still in the graph (bounded).

@@ -19,8 +19,8 @@ from distributed import Client, Event, Queue, rejoin, secede
 from streamz import Stream
 from tornado.ioloop import IOLoop
 
-from kb_streams import offload
 from kb_streams.cluster import connect
+from kb_streams.dask import offload
 from kb_streams.offload import Offload, OffloadError
 from kb_streams.train import train_id_of
 

@@ -126,7 +126,8 @@ def test_trains_reduced_on_workers_in_order(cluster: ProcessCluster, server_sock
 
 
 def test_killed_worker_mid_stream(cluster: ProcessCluster) -> None:
-    """SIGKILL a receiving worker: the other goes on, order holds, at most its trains are lost."""
+    """SIGKILL a receiving worker: the other goes on, order holds, at most its trains are lost,
+    and each lost train is an error record naming the worker (issue 9 item 7)."""
     n_trains = 40
     with BridgeServer(sock="REP") as server:
         server.start(trains(n_trains))
@@ -138,6 +139,7 @@ def test_killed_worker_mid_stream(cluster: ProcessCluster) -> None:
         try:
             wait_until(lambda: len(results) >= 6, what="the first results")
             victim = results[-1][1]
+            address = cluster.worker_addresses()[victim]
             cluster.kill(victim)
             wait_until(lambda: server.stats.trains == n_trains, what="all trains sent")
             idle = source.stats.idle
@@ -151,7 +153,11 @@ def test_killed_worker_mid_stream(cluster: ProcessCluster) -> None:
     assert n_trains - 8 <= len(tids) <= n_trains  # lost: at most the dead worker's trains
     assert all(worker != victim for _, worker, _ in results[7:])
     assert source.stats.reassigned >= 1
-    assert errors == []
+    lost = sorted(set(range(FIRST, FIRST + n_trains)) - set(tids))
+    assert lost and sorted(e.train_id for e in errors) == lost
+    assert all(e.worker == address and e.exception is None and "lost" in e.reason
+               and e.endpoint == server.endpoint for e in errors), errors
+    assert source.stats.lost == source.stats.errors == len(lost)
 
 
 def test_sharded_modules_merged_per_train(cluster: ProcessCluster) -> None:

@@ -91,17 +91,16 @@ def run_live(
 
     counter = source.sink(count)
     view = LiveView(source, status, title=title, errors=errors, cluster=cluster, console=console)
-    counters = view._counters
     interrupted = False
     source.start()
     try:
-        view.run(done=counters.finished)
+        view.run(done=source.finished.is_set)
     except KeyboardInterrupt:
         interrupted = True
     finally:
         source.stop()
         try:
-            finished = counters.join(stop_timeout)
+            finished = source.join(stop_timeout)
         except KeyboardInterrupt:  # a second Ctrl-C: stop waiting
             interrupted, finished = True, False
         counter.destroy()
@@ -135,7 +134,7 @@ def dask_cluster(address: str, *, n_workers: int = DASK_WORKERS) -> Iterator[Clu
     reaches the whole process group, and the workers must outlive it until the graph has stopped;
     closing the client (on the way out, also after Ctrl-C) stops them.
     """
-    from ..cluster import connect
+    from ..dask.cluster import connect
 
     local = address == "local"
     previous = signal.getsignal(signal.SIGINT)

@@ -1,21 +1,19 @@
 """The live view of a running graph, for ``kb-streams demo`` and ``kb-streams run``.
 
 A rich panel on a terminal, plain lines when piped: the source's counters, the Dask cluster's
-workers, the errors reported on the graph's ``.errors`` streams and an optional ``status()``
-callable of the pipeline, polled from the main thread while the graph runs in its event-loop
-thread.
+workers, the errors reported on the graph's ``.errors`` streams (the first of each kind in full,
+then counted) and an optional ``status()`` callable of the pipeline, polled from the main thread
+while the graph runs in its event-loop thread.
 
-Two kinds of source are shown: :class:`kb_streams.sources.from_karabo_bridge` (trains received in
-this process) and :class:`kb_streams.worker_receive.from_karabo_bridge_on_workers` (trains
-received and reduced on the Dask workers; the source emits their results).
+The view reads only the node interface (:class:`kb_streams.nodes.NodeInterface`): the source's
+``stats`` (the counters its :meth:`~kb_streams.stats.NodeStats.shown` names), the records on the
+``errors`` streams, ``finished`` and ``join()``; any source of ours shows the same way.
 """
 
 from __future__ import annotations
 
-import math
 import sys
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +23,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from ..stats import RateWindow
 from ._live_errors import ErrorDigest, error_streams  # noqa: F401  (run.py imports it here)
 from ._output import format_bytes, format_seconds
 
@@ -32,140 +31,25 @@ if TYPE_CHECKING:
     from distributed import Client
     from streamz import Stream
 
-    from ..sources import SourceStats
-
-
-class _Rate:
-    """Trains per second over the last few seconds, from a growing counter."""
-
-    def __init__(self, window: float = 3.0) -> None:
-        self.window = window
-        self.points: deque[tuple[float, int]] = deque()
-
-    def update(self, count: int, now: float) -> float:
-        self.points.append((now, count))
-        while len(self.points) > 2 and now - self.points[0][0] > self.window:
-            self.points.popleft()
-        (t0, c0), (t1, c1) = self.points[0], self.points[-1]
-        return (c1 - c0) / (t1 - t0) if t1 > t0 else 0.0
-
-
-def status_line(stats: SourceStats, rate: float, errors: int = 0) -> str:
-    """One line of source counters (``errors``: more errors counted elsewhere in the graph).
-
-    Examples
-    --------
-    >>> from kb_streams.sources import SourceStats
-    >>> print(status_line(SourceStats(trains=10, age_last=0.05, age_mean=0.04), rate=9.9))
-    trains 10 | 9.9/s | age 0.050 s (mean 0.040) | lost 0 | dropped 0 | errors 0 | in flight 0
-    """
-    age = ("-" if math.isnan(stats.age_last)
-           else f"{stats.age_last:.3f} s (mean {stats.age_mean:.3f})")
-    errors += stats.errors + stats.decode_errors
-    return (f"trains {stats.trains} | {rate:.1f}/s | age {age} | lost {stats.gaps} | "
-            f"dropped {stats.dropped} | errors {errors} | in flight {stats.in_flight}")
-
-
 #: Seconds without a train before the view says so, for a source without a ``timeout``.
 STALL_AFTER = 10.0
 
 
-# -- what the view reads from a source --------------------------------------------------------
+def _text(value: Any, unit: str) -> str:
+    if unit == "s":
+        return format_seconds(value)
+    if unit.startswith("B"):
+        return format_bytes(value) + unit[1:]
+    return str(value)
 
-class _BridgeCounters:
-    """Counters of a :class:`~kb_streams.sources.from_karabo_bridge` source."""
 
-    def __init__(self, source: Any) -> None:
-        self.source = source
-
-    def trains(self) -> int:
-        return self.source.stats.trains
-
-    def cells(self, rate: float, errors: int) -> dict[str, str]:
-        stats = self.source.stats
-        return {
-            "trains": str(stats.trains),
-            "per s": f"{rate:.1f}",
-            "age": format_seconds(stats.age_last),
-            "mean age": format_seconds(stats.age_mean),
-            "lost": str(stats.gaps),
-            "dropped": str(stats.dropped),
-            "errors": str(stats.errors + stats.decode_errors + errors),
-            "in flight": str(stats.in_flight),
-        }
-
-    def line(self, rate: float, errors: int) -> str:
-        return status_line(self.source.stats, rate, errors)
-
-    def stall_after(self) -> float:
-        return self.source.timeout or STALL_AFTER
-
-    def stalled(self, seconds: float) -> str:
-        stats, source = self.source.stats, self.source
+def _stalled_line(source: Any, seconds: float) -> str:
+    stats = source.stats
+    if hasattr(stats, "timeouts"):  # a bridge client in this process
         return (f"no train from {source.endpoint} ({source.sock}) for {seconds:.0f} s | "
                 f"timeouts {stats.timeouts} | reconnects {stats.reconnects}")
-
-    def finished(self) -> bool:
-        return self.source.finished
-
-    def join(self, timeout: float) -> bool:
-        return self.source.join(timeout)
-
-
-class _WorkerCounters:
-    """Counters of a :class:`~kb_streams.worker_receive.from_karabo_bridge_on_workers` source.
-
-    Its errors are the records on ``source.errors``, counted by the view.
-    """
-
-    def __init__(self, source: Any) -> None:
-        self.source = source
-
-    def trains(self) -> int:
-        return self.source.stats.emitted
-
-    def cells(self, rate: float, errors: int) -> dict[str, str]:
-        stats = self.source.stats
-        back = stats.bytes_results / stats.received if stats.received else 0
-        return {
-            "trains": str(stats.emitted),
-            "per s": f"{rate:.1f}",
-            "received": str(stats.received),
-            "skipped": str(stats.skipped),
-            "late": str(stats.late),
-            "errors": str(errors),
-            "result": format_bytes(back),
-        }
-
-    def line(self, rate: float, errors: int) -> str:
-        stats = self.source.stats
-        back = stats.bytes_results / stats.received if stats.received else 0
-        return (f"trains {stats.emitted} | {rate:.1f}/s | received on workers "
-                f"{stats.received} | skipped {stats.skipped} | late {stats.late} | "
-                f"errors {errors} | buffered {stats.buffered} | result "
-                f"{format_bytes(back)}/train")
-
-    def stall_after(self) -> float:
-        return self.source.receive_timeout
-
-    def stalled(self, seconds: float) -> str:
-        source = self.source
-        return (f"no result from the workers reading {source.endpoint} ({source.sock}) "
-                f"for {seconds:.0f} s | received {source.stats.received}")
-
-    def finished(self) -> bool:
-        return self.source.finished.is_set()
-
-    def join(self, timeout: float) -> bool:
-        return self.source.finished.wait(timeout)
-
-
-def _counters(source: Any) -> _BridgeCounters | _WorkerCounters:
-    worker_receive = sys.modules.get("kb_streams.worker_receive")  # imported if one exists
-    if worker_receive is not None and isinstance(source,
-                                                 worker_receive.from_karabo_bridge_on_workers):
-        return _WorkerCounters(source)
-    return _BridgeCounters(source)
+    return (f"no result from the workers reading {source.endpoint} ({source.sock}) "
+            f"for {seconds:.0f} s | received {getattr(stats, 'received', 0)}")
 
 
 class ClusterInfo:
@@ -231,8 +115,9 @@ class LiveView:
     Parameters
     ----------
     source
-        The running source: :class:`~kb_streams.sources.from_karabo_bridge` or
-        :class:`~kb_streams.worker_receive.from_karabo_bridge_on_workers`.
+        The running source: any node with the node interface
+        (:class:`~kb_streams.sources.from_karabo_bridge`,
+        :class:`~kb_streams.dask.on_workers.from_karabo_bridge_on_workers`).
     status
         Optional callable returning the pipeline's status: a string or a rich renderable.
     title
@@ -269,24 +154,23 @@ class LiveView:
         self.interval = interval
         self.plain_interval = plain_interval
         self.console = console or Console()
-        self._counters = _counters(source)
         streams = list(errors)
-        own = getattr(source, "errors", None)
-        if own is not None and all(own is not s for s in streams):
-            streams.insert(0, own)
+        if all(source.errors is not s for s in streams):
+            streams.insert(0, source.errors)
         self.errors = ErrorDigest(streams)
-        self._rate = _Rate()
+        self._rate = RateWindow()
         self.rate = 0.0
         self._trains = 0
         self._last_train_at = time.monotonic()
-        self.stall_after = self._counters.stall_after()
+        self.stall_after = (getattr(source, "timeout", None)
+                            or getattr(source, "receive_timeout", None) or STALL_AFTER)
 
     def close(self) -> None:
         """Stop counting errors (detaches from the ``.errors`` streams and the log)."""
         self.errors.close()
 
     def _update_rate(self) -> float:
-        now, trains = time.monotonic(), self._counters.trains()
+        now, trains = time.monotonic(), self.source.stats.items
         if trains != self._trains:
             self._trains, self._last_train_at = trains, now
         self.rate = self._rate.update(trains, now)
@@ -296,18 +180,31 @@ class LiveView:
         """``no train from EP (REQ) for 10 s | timeouts 2 | reconnects 2`` once no train has
         come for the source's timeout (while it runs), else None."""
         since = time.monotonic() - self._last_train_at
-        if since < self.stall_after or self._counters.finished():
+        if since < self.stall_after or self.source.finished:
             return None
-        return self._counters.stalled(since)
+        return _stalled_line(self.source, since)
 
     def print_new_errors(self, file: Any = None) -> None:
         """Print the first failure of each kind not printed yet, in full (with its traceback)."""
         for kind in self.errors.take_new():
             print(kind.full(), file=file or sys.stderr, flush=True)
 
+    def cells(self) -> dict[str, str]:
+        """The source's counters as ``{label: text}``: throughput, rate, then the others.
+
+        ``errors`` counts the failures on the errors streams (the source's and the graph's).
+        """
+        cells = {}
+        for label, name, value, unit in self.source.stats.shown():
+            cells[label] = _text(self.errors.count if name == "failures" else value, unit)
+            if len(cells) == 1:
+                cells["per s"] = f"{self._update_rate():.1f}"
+        return cells
+
     def counters(self) -> str:
         """The counters as one line."""
-        line = self._counters.line(self._update_rate(), self.errors.count)
+        line = " | ".join(f"{text}/s" if label == "per s" else f"{label} {text}"
+                          for label, text in self.cells().items())
         if self.cluster is not None:
             line += f" | workers {self.cluster.workers}"
         return line
@@ -331,7 +228,7 @@ class LiveView:
             return f"(status unavailable: {type(exc).__name__}: {exc})"
 
     def _counter_table(self) -> Table:
-        cells = self._counters.cells(self._update_rate(), self.errors.count)
+        cells = self.cells()
         table = Table(box=None, padding=(0, 1), show_edge=False)
         for name in cells:
             table.add_column(name, justify="right", header_style="dim", no_wrap=True)
