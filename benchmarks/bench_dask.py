@@ -60,11 +60,20 @@ MODES = ("single", "offload", "workers")
 # the work
 
 
+def module_view(train: Any, source: str, key: str = "image.data") -> xr.DataArray:
+    """One module's data as a zero-copy view labelled ``(pulse, slow_scan, fast_scan)``."""
+    from kb_streams import label_array
+
+    data = train.data[source]
+    return label_array(data[key], source=source, key=key, source_data=data,
+                       train_id=train.train_id)
+
+
 def reduce_train(train: Any, cost_ms: float) -> xr.DataArray:
     """Per-module, per-pulse mean of the detector, then CPU work up to ``cost_ms`` of CPU time."""
     start = time.thread_time()
     sources = sorted(src for src in train.sources if src.endswith(":xtdf"))
-    means = [train[src, "image.data"].xarray().mean(("slow_scan", "fast_scan"), skipna=False)
+    means = [module_view(train, src).mean(("slow_scan", "fast_scan"), skipna=False)
              for src in sources]
     result = xr.concat(means, "module").assign_coords(trainId=train.train_id)
     result.attrs["cpu_ms"] = (time.thread_time() - start) * 1e3

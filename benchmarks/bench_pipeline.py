@@ -48,6 +48,8 @@ from typing import Any
 
 import numpy as np
 
+from kb_streams import label_array
+
 ROI = {"slow_scan": slice(200, 232), "fast_scan": slice(48, 80)}
 KEY = "image.data"
 
@@ -78,7 +80,9 @@ def _serve(endpoint: str, pulses: int) -> subprocess.Popen:
 
 def label_modules(train: Any) -> list:
     """Every module source of the train as a labelled (pulse, slow_scan, fast_scan) view."""
-    return [train[src, KEY].xarray() for src in train.sources if src.endswith(":xtdf")]
+    return [label_array(train.data[src][KEY], source=src, key=KEY, source_data=train.data[src],
+                        train_id=train.train_id)
+            for src in train.sources if src.endswith(":xtdf")]
 
 
 def roi_sums(train: Any) -> np.ndarray:
