@@ -155,7 +155,9 @@ class from_karabo_bridge(ForgetValues, NodeInterface, Source):
             raise ValueError(f"timeout must be None or a number of seconds > 0, not {timeout!r}")
         if max_in_flight is not None and max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1 or None, not {max_in_flight!r}")
-        self.endpoint = check_endpoint(endpoint)
+        # a subclass reading something else than a bridge (a recorded run) names it its own way
+        opens_a_bridge = type(self)._open_client is from_karabo_bridge._open_client
+        self.endpoint = check_endpoint(endpoint) if opens_a_bridge else endpoint
         self.sock = sock
         self.timeout = timeout
         self.prefetch = prefetch
