@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from kb_streams import label_array
+from benchmarks.bench_dask import module_view
 
 ROI = {"slow_scan": slice(200, 232), "fast_scan": slice(48, 80)}
 KEY = "image.data"
@@ -80,9 +80,7 @@ def _serve(endpoint: str, pulses: int) -> subprocess.Popen:
 
 def label_modules(train: Any) -> list:
     """Every module source of the train as a labelled (pulse, slow_scan, fast_scan) view."""
-    return [label_array(train.data[src][KEY], source=src, key=KEY, source_data=train.data[src],
-                        train_id=train.train_id)
-            for src in train.sources if src.endswith(":xtdf")]
+    return [module_view(train, src, KEY) for src in train.sources if src.endswith(":xtdf")]
 
 
 def roi_sums(train: Any) -> np.ndarray:

@@ -33,29 +33,21 @@ def _module_number(source: str) -> int:
     return int(match.group(1)) if match else -1
 
 
-def _module_view(train: Train, source: str, key: str) -> Any:
-    """One module as a zero-copy view labelled ``(pulse, slow_scan, fast_scan)``."""
-    from ..labels import label_array
-
-    data = train.data[source]
-    return label_array(data[key], source=source, key=key, source_data=data,
-                       train_id=train.train_id)
-
-
 def detector_image(train: Train, setup: PumpProbeSetup, pulse: int = 0) -> np.ndarray:
     """One pulse of every detector module, ``(module, slow_scan, fast_scan)`` in module order
     (copies only that pulse: 1 Mpx for AGIPD-1M)."""
     sources = sorted(train.select(setup.detector_sources, setup.key).sources,
                      key=_module_number)
-    return np.stack([np.asarray(_module_view(train, src, setup.key).isel(pulse=pulse).values,
-                                dtype=np.float32) for src in sources])
+    views = (train[src].xarray(keys=[setup.key])[setup.key] for src in sources)
+    return np.stack([np.asarray(view.isel(pulse=pulse).values, dtype=np.float32)
+                     for view in views])
 
 
 def module_image(train: Train, setup: PumpProbeSetup, pulse: int = 0) -> Any:
     """One pulse of the ROI's module, ``(slow_scan, fast_scan)``."""
     for src in train.select(setup.detector_sources, setup.key).sources:
         if _module_number(src) == setup.module:
-            module = _module_view(train, src, setup.key)
+            module = train[src].xarray(keys=[setup.key])[setup.key]
             return module.isel(pulse=pulse).assign_attrs(n_pulses=module.sizes["pulse"])
     raise KeyError(f"train {train.train_id}: module {setup.module} is missing")
 
