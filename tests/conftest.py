@@ -19,6 +19,20 @@ def free_tcp_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture(autouse=True)
+def forget_sinks() -> Iterator[None]:
+    """streamz keeps every sink alive in a module-level set; let each test's graph go with it.
+
+    Without this, the items a test's ``sink_to_list`` collected stay alive for the whole session,
+    and a later test counting live ``Train`` objects counts theirs too.
+    """
+    from streamz.sinks import _global_sinks
+
+    before = set(_global_sinks)
+    yield
+    _global_sinks.intersection_update(before)
+
+
 @pytest.fixture
 def tcp_endpoint() -> str:
     """A ``tcp://127.0.0.1:<port>`` endpoint on a currently free port."""
