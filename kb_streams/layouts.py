@@ -139,6 +139,7 @@ def _xtdf_layouts() -> tuple[Layout, ...]:
         Layout("file", ("pulse", "slow_scan", "fast_scan")),
         Layout("file-raw", ("pulse", "data_gain", "slow_scan", "fast_scan")),
         Layout("frame", ("slow_scan", "fast_scan")),
+        Layout("file-raw-frame", ("data_gain", "slow_scan", "fast_scan")),  # raw AGIPD, 1 frame
         Layout("online", ("module", "fast_scan", "slow_scan", "pulse")),
         Layout("file", ("pulse", "module", "slow_scan", "fast_scan")),
         Layout("file-raw", ("pulse", "data_gain", "module", "slow_scan", "fast_scan")),
@@ -297,6 +298,8 @@ def _fits(dims: Dims, shape: tuple[int, ...], spec: DetectorSpec, n_pulses: int 
             return False
         if dim == "data_gain" and not 1 <= size <= 3:
             return False
+        if dim == "data_gain" and "pulse" not in dims and (size < 2 or n_pulses != 1):
+            return False  # the one frame of a raw AGIPD train, (data, gain), as the IDs say
         if dim == "module" and size < 1:
             return False
     return True
