@@ -4,9 +4,9 @@ DataArray to what EXtra-data gives offline.
 EXtra-data's mock devices write small runs (``_mock_runs.py``: raw and corrected AGIPD, AGIPD500K,
 LPD with a module missing a train, DSSC, JUNGFRAU, ePix100, XGM, a camera; 1 to 512 frames per
 train; distinct values everywhere). Each run is served once by EXtra-data's
-``karabo-bridge-serve-files`` over loopback and every train received once by our ``Client``; the
-results are compared with EXtra-data reading the same train IDs offline, with
-``xarray.testing.assert_identical``.
+``karabo-bridge-serve-files`` over loopback (PUSH, and REP for one run) and every train received
+once by our ``Client``; the results are compared with EXtra-data reading the same train IDs
+offline, with ``xarray.testing.assert_identical``.
 
 One difference the wire imposes: scalars arrive as Python numbers (msgpack keeps no width), so a
 ``float32`` control value comes back ``float64``; those are compared after casting EXtra-data's
@@ -67,22 +67,28 @@ class Runs:
 
     def received(self, name: str) -> list[Train]:
         if name not in self._received:
-            self._received[name] = _serve_and_receive(self.paths[name],
-                                                      len(self.offline(name).train_ids))
+            self._received[name] = _serve_and_receive(
+                self.paths[name], len(self.offline(name).train_ids),
+                sock="REP" if name in REP_RUNS else "PUSH")
         return self._received[name]
 
 
-def _serve_and_receive(path: Path, n_trains: int) -> list[Train]:
+#: runs served over REP (read by our REQ client with a request ahead), the others over PUSH
+REP_RUNS = {"counts_corr"}
+
+
+def _serve_and_receive(path: Path, n_trains: int, sock: str = "PUSH") -> list[Train]:
     endpoint = f"tcp://127.0.0.1:{free_tcp_port()}"
     log = path.with_suffix(".serve.log")
     with open(log, "wb") as out:  # a pipe nobody reads would block the server when full
         server = subprocess.Popen(
             [str(Path(sys.executable).with_name("karabo-bridge-serve-files")), str(path),
-             endpoint, "--socket-type", "PUSH"], stdout=out, stderr=subprocess.STDOUT)
+             endpoint, "--socket-type", sock], stdout=out, stderr=subprocess.STDOUT)
     try:
-        # PUSH, not REP: serve-files exits after its last reply, and our REQ client, seeing the
-        # disconnect, reconnects and loses a last train that already arrived (see the report)
-        with Client(endpoint, sock="PULL", timeout=60) as client:
+        # over REP, serve-files exits after its last reply while our next request is out: the
+        # client reconnects, keeping every train already arrived
+        reader = {"REP": "REQ", "PUSH": "PULL"}[sock]
+        with Client(endpoint, sock=reader, timeout=60, prefetch=2) as client:
             return [Train.from_message(client.next_message()) for _ in range(n_trains)]
     except TimeoutError as exc:
         raise TimeoutError(f"{exc}; server said: {log.read_text()[-2000:]}") from exc
