@@ -128,6 +128,30 @@ def _fill_instrument(path: Path, prefix: str, weights: dict[str, tuple[int, ...]
             ds[...] = _pattern(ds.shape, w, 11, ds.dtype)
 
 
+class JUNGFRAUCorrected(DeviceBase):
+    """A corrected JUNGFRAU module with ``cells`` memory cells (EXtra-data's mock has 16)."""
+
+    output_channels = ("output/data",)
+
+    def __init__(self, device_id: str, cells: int) -> None:
+        super().__init__(device_id)
+        self.instrument_keys = [("adc", "f4", (cells, 512, 1024)),
+                                ("memoryCell", "u1", (cells,)),
+                                ("frameNumber", "u8", (cells,))]
+
+
+def _jungfrau_corr_file(directory: Path, modno: int, cells: int) -> None:
+    device = f"SPB_IRDA_JF4M/CORR/JNGFR{modno:02}"
+    path = directory / f"CORR-R0001-JNGFR{modno:02}-S00000.h5"
+    write_file(str(path), [JUNGFRAUCorrected(device, cells)], ntrains=2, chunksize=1,
+               format_version="1.0")
+    prefix = f"{device}:output/data"
+    _fill_instrument(path, prefix, {"adc": (4999, 7, 3, 1), "frameNumber": (16, 1)})
+    with h5py.File(path, "r+") as f:
+        f[f"INSTRUMENT/{prefix}/memoryCell"][:] = (np.arange(cells, dtype=np.uint8)[::-1]
+                                                   + modno) % 16
+
+
 def _drop_lpd_module_train(directory: Path, modno: int, missing: int) -> None:
     """Module ``modno`` misses train ``missing`` (as ``make_lpd_run_mini_missed_train``)."""
     path = next(directory.glob(f"*LPD{modno:02}*.h5"))
@@ -221,6 +245,11 @@ def make_runs(root: Path) -> dict[str, Path]:
             cells = f[f"INSTRUMENT/{prefix}/memoryCell"]
             cells[:] = (np.arange(16, dtype=np.uint8)[::-1] + modno) % 16
             del f[f"INSTRUMENT/{prefix}/gain"]
+
+    runs["jf_corr"] = d = root / "jf_corr"  # corrected, and a module in single-cell mode
+    d.mkdir()
+    for modno, cells in ((1, 16), (3, 1)):
+        _jungfrau_corr_file(d, modno, cells)
 
     runs["epix"] = d = root / "epix"
     d.mkdir()

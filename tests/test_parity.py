@@ -136,6 +136,7 @@ GENERIC = {
     "scs_raw": ["SCS_DET_DSSC1M-1/DET/5CH0:xtdf"],
     "scs_corr": ["SCS_DET_DSSC1M-1/CORR/2CH0:output"],
     "jf": ["FXE_XAD_JF1M/DET/JNGFR02:daqOutput"],
+    "jf_corr": ["SPB_IRDA_JF4M/CORR/JNGFR01:output", "SPB_IRDA_JF4M/CORR/JNGFR03:output"],
     "epix": ["MID_EXP_EPIX-1/DET/RECEIVER:daqOutput"],
     "counts_raw": [f"{det}/DET/{modno}CH0:xtdf" for det, modno, *_ in COUNTS_MODULES],
     "counts_corr": [f"{det}/CORR/{modno}CH0:output" for det, modno, *_ in COUNTS_MODULES],
@@ -221,6 +222,9 @@ DETECTOR_CASES = [
      {"detector_name": "SCS_DET_DSSC1M-1"}, {"pulses": "id[100:1000:3]"}),
     ("jungfrau", "jf", JUNGFRAU, ED_JUNGFRAU, {}, {}),
     ("jungfrau-roi", "jf", JUNGFRAU, ED_JUNGFRAU, {}, {"roi": np.s_[2:5, :30, 1000:]}),
+    ("jungfrau-corr-16-cells", "jf_corr", JUNGFRAU, ED_JUNGFRAU, {"modules": [1]}, {}),
+    ("jungfrau-corr-1-cell", "jf_corr", JUNGFRAU, ED_JUNGFRAU, {"modules": [3]},
+     {"roi": np.s_[:, 100:200, :50]}),
 ]
 
 
