@@ -52,6 +52,13 @@ class EPix100(DeviceBase):
     ]
 
 
+class EPix100Corrected(DeviceBase):
+    """An ePix100's corrected output (float32 pixels)."""
+
+    output_channels = ("output/data",)
+    instrument_keys = [("image/pixels", "f4", (708, 768))]
+
+
 def _pattern(shape: tuple[int, ...], weights: tuple[int, ...], offset: int,
              dtype: np.dtype) -> np.ndarray:
     """``offset + sum(index_i * weight_i)``, wrapped into ``dtype``: distinct along every axis.
@@ -257,6 +264,14 @@ def make_runs(root: Path) -> dict[str, Path]:
     write_file(str(path), [EPix100("MID_EXP_EPIX-1/DET/RECEIVER")], ntrains=2, chunksize=2,
                format_version="1.0")
     _fill_instrument(path, "MID_EXP_EPIX-1/DET/RECEIVER:daqOutput/data/image",
+                     {"pixels": (3001, 769, 1)})
+
+    runs["epix_corr"] = d = root / "epix_corr"
+    d.mkdir()
+    path = d / "CORR-R0001-EPIX01-S00000.h5"
+    write_file(str(path), [EPix100Corrected("MID_EXP_EPIX-1/CORR/RECEIVER")], ntrains=2,
+               chunksize=2, format_version="1.0")
+    _fill_instrument(path, "MID_EXP_EPIX-1/CORR/RECEIVER:output/data/image",
                      {"pixels": (3001, 769, 1)})
     return runs
 

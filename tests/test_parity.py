@@ -138,6 +138,7 @@ GENERIC = {
     "jf": ["FXE_XAD_JF1M/DET/JNGFR02:daqOutput"],
     "jf_corr": ["SPB_IRDA_JF4M/CORR/JNGFR01:output", "SPB_IRDA_JF4M/CORR/JNGFR03:output"],
     "epix": ["MID_EXP_EPIX-1/DET/RECEIVER:daqOutput"],
+    "epix_corr": ["MID_EXP_EPIX-1/CORR/RECEIVER:output"],
     "counts_raw": [f"{det}/DET/{modno}CH0:xtdf" for det, modno, *_ in COUNTS_MODULES],
     "counts_corr": [f"{det}/CORR/{modno}CH0:output" for det, modno, *_ in COUNTS_MODULES],
 }
@@ -170,7 +171,7 @@ def test_generic_xarray_matches_keydata_xarray(runs, name):
                 wire_scalar = not isinstance(kd.value, np.ndarray)
                 _same(kd.xarray(), offline.sel(trainId=train.train_id), wire_scalar)
                 compared += 1
-    assert compared >= 6
+    assert compared >= 4  # two keys of two trains at the least
 
 
 def test_generic_roi_extra_dims_and_control_spelling(runs):
@@ -278,10 +279,11 @@ def test_masked_data_matches_extra_data(runs):
             _same(got, expected.sel(train=train.train_id))
 
 
-def test_epix100_frame(runs):
-    run = runs.offline("epix")
-    src = "MID_EXP_EPIX-1/DET/RECEIVER:daqOutput"
-    for train in runs.received("epix"):
+@pytest.mark.parametrize("name,src", [("epix", "MID_EXP_EPIX-1/DET/RECEIVER:daqOutput"),
+                                      ("epix_corr", "MID_EXP_EPIX-1/CORR/RECEIVER:output")])
+def test_epix100_frame(runs, name, src):
+    run = runs.offline(name)
+    for train in runs.received(name):
         arr = ePix100(train).get_array()
         offline = run[src, "data.image.pixels"].xarray().sel(trainId=train.train_id)
         assert arr.dims == ("slow_scan", "fast_scan") and int(arr.train) == train.train_id
