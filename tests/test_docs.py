@@ -1,10 +1,10 @@
 """The documentation builds with warnings as errors, and every snippet in README and the guide runs.
 
 The Python snippets of each page section (a ``## `` heading) run in order as one script, in a fresh
-interpreter, against a simulator serving on a free port in
-place of the documented ``tcp://127.0.0.1:45000``, and a run recorded from the simulator
-(``_demo_run.py``) in place of the documented run directory. A snippet that raises, or whose graph logs a
-traceback, fails the test. A snippet that cannot run here (it needs a facility cluster) is marked in
+interpreter, against a simulator serving on a free port in place of the documented
+``tcp://127.0.0.1:45000``, and a run recorded from the simulator (``_demo_run.py``) in place of
+the documented run directory. A snippet that raises, or whose graph logs a traceback, fails the
+test. A snippet that cannot run here (it needs a facility cluster) is marked in
 the page with ``<!-- snippet: not run, REASON -->`` on the line before it; the reason is required.
 
 Every ``kb-streams ...`` command line in the pages' shell snippets must parse with the CLI's own
