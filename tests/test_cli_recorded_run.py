@@ -34,6 +34,7 @@ def test_run_feeds_a_pipeline_file_the_recorded_trains(run_dir):
     out = _cli("run", str(EXAMPLES / "roi_monitor.py"), "--run", str(run_dir), "--rate", "0",
                "--trains", "4")
     assert out.returncode == 0, out.stderr
+    assert f"run: {run_dir}, {TRAINS} trains of 5 sources, as fast as the graph goes" in out.stdout
     assert f"4 trains processed from the run {run_dir}" in out.stdout
     assert "errors 0" in out.stdout and "rolling mean (10 trains)" in out.stdout
 

@@ -96,6 +96,11 @@ def open_run(args: argparse.Namespace) -> Any:
         raise SourceError(f"--run needs EXtra-data: {INSTALL_FILES}") from None
     except Exception as exc:  # EXtra-data raises plain Exception for a missing proposal
         raise SourceError(f"cannot open the run {run_label(args.run)}: {exc}") from None
-    if not source.collection.train_ids:
+    trains = len(source.collection.train_ids)
+    if not trains:
         raise SourceError(f"the run {run_label(args.run)} holds no trains")
+    pace = "as fast as the graph goes" if pace is None else \
+        "at the recorded timing" if pace == ORIGINAL else f"at {pace:g} Hz"
+    print(f"run: {source.run_label}, {trains} trains of {len(source.collection.all_sources)} "
+          f"sources, {pace}{', looping' if args.loop else ''}", flush=True)
     return source
