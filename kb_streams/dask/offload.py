@@ -41,7 +41,7 @@ from streamz import Stream
 
 from ..records import ErrorRecord, detach
 from ..stats import OffloadStats
-from ..train import train_id_of
+from ..train_id import train_id_of
 from .base import DaskNode, cancel_quietly, in_loop, loop_for, nbytes_of, resolve_client
 
 __all__ = ["Offload", "OffloadError", "OffloadStats", "nbytes_of"]
