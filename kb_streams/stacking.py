@@ -16,8 +16,8 @@ import numpy as np
 import xarray as xr
 
 from ._dataarray import new_dataarray
+from .detector_families import DETECTORS, DetectorSpec, detector_for, full_module_count
 from .labels import LayoutArg, RoiArg, _as_array, _context, _labelled
-from .layouts import DETECTORS, DetectorSpec, detector_for, full_module_count
 
 __all__ = ["stack_modules"]
 
