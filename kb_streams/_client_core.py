@@ -104,18 +104,10 @@ class _Resources:
 class ClientCore:
     """Socket state machine behind both clients (not public; see the module docstring)."""
 
-    def __init__(
-        self,
-        endpoint: str,
-        sock: str = "REQ",
-        ser: str = "msgpack",
-        timeout: float | None = None,
-        context: zmq.Context | None = None,
-        *,
-        prefetch: int = 1,
-        hwm: int = 1,
-        limits: Limits | None = None,
-    ) -> None:
+    def __init__(self, endpoint: str, sock: str, ser: str, timeout: float | None,
+                 context: zmq.Context | None, prefetch: int, hwm: int,
+                 limits: Limits | None) -> None:
+        """The client's options, as :class:`~kb_streams.Client` takes them (defaults there)."""
         if ser != "msgpack":
             raise NotImplementedError(f"Only serialization supported is msgpack, not {ser!r}")
         if sock not in SOCKET_TYPES:

@@ -10,7 +10,7 @@ a passed-in context left alone, and counters in :attr:`Client.stats`. Both clien
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import zmq
 import zmq.asyncio
@@ -20,6 +20,8 @@ from .protocol import Limits, Message
 from .stats import StreamStats
 
 __all__ = ["Client", "AsyncClient"]
+
+T = TypeVar("T")
 
 _PARAMETERS_DOC = """
     Parameters
@@ -63,6 +65,24 @@ _PARAMETERS_DOC = """
 """
 
 
+class _FromCore(Generic[T]):
+    """A read-only attribute of a client, answered by its :class:`ClientCore`."""
+
+    def __init__(self, doc: str) -> None:
+        self.__doc__ = doc
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, client: _ClientBase | None, owner: type | None = None) -> T:
+        if client is None:
+            return self  # type: ignore[return-value]  # the class's attribute, for autodoc
+        return getattr(client._core, self.name)
+
+    def __set__(self, client: _ClientBase, value: object) -> None:
+        raise AttributeError(f"{type(client).__name__}.{self.name} is read-only")
+
+
 class _ClientBase:
     """What both clients share: construction (one :class:`ClientCore`) and read-only options."""
 
@@ -78,44 +98,16 @@ class _ClientBase:
         hwm: int = 1,
         limits: Limits | None = None,
     ) -> None:
-        self._core = ClientCore(
-            endpoint, sock, ser, timeout, context, prefetch=prefetch, hwm=hwm, limits=limits
-        )
+        self._core = ClientCore(endpoint, sock, ser, timeout, context, prefetch, hwm, limits)
 
-    @property
-    def endpoint(self) -> str:
-        """The endpoint this client connects to."""
-        return self._core.endpoint
-
-    @property
-    def sock(self) -> str:
-        """Socket type name: ``'REQ'``, ``'SUB'`` or ``'PULL'``."""
-        return self._core.sock
-
-    @property
-    def timeout(self) -> float | None:
-        """Receive timeout in seconds (``None``: wait forever)."""
-        return self._core.timeout
-
-    @property
-    def prefetch(self) -> int:
-        """Number of trains requested at once (REQ)."""
-        return self._core.prefetch
-
-    @property
-    def context(self) -> zmq.Context:
-        """The ZeroMQ context the sockets live in."""
-        return self._core.context
-
-    @property
-    def stats(self) -> StreamStats:
-        """Counters: trains, bytes, gaps, decode errors, timeouts, reconnects, dropped."""
-        return self._core.stats
-
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
-        return self._core.closed
+    endpoint = _FromCore[str]("The endpoint this client connects to.")
+    sock = _FromCore[str]("Socket type name: ``'REQ'``, ``'SUB'`` or ``'PULL'``.")
+    timeout = _FromCore[float | None]("Receive timeout in seconds (``None``: wait forever).")
+    prefetch = _FromCore[int]("Number of trains requested at once (REQ).")
+    context = _FromCore[zmq.Context]("The ZeroMQ context the sockets live in.")
+    stats = _FromCore[StreamStats](
+        "Counters: trains, bytes, gaps, decode errors, timeouts, reconnects, dropped.")
+    closed = _FromCore[bool]("Whether :meth:`close` was called.")
 
     @property
     def _socket(self) -> zmq.Socket:
