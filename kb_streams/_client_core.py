@@ -225,6 +225,21 @@ class ClientCore:
     def expired(self, deadline: float | None) -> bool:
         return deadline is not None and time.monotonic() >= deadline
 
+    def receive_or_time_out(self, latest: bool, deadline: float | None) -> Message | None:
+        """A train if one is waiting; else ``None`` (wait, then call again) before *deadline*.
+
+        Raises
+        ------
+        TimeoutError
+            Once *deadline* has passed without a train (counted; see :meth:`timed_out`).
+        ProtocolError
+            As :meth:`try_receive`.
+        """
+        message = self.try_receive(latest)
+        if message is None and self.expired(deadline):
+            raise self.timed_out()
+        return message
+
     def try_receive(self, latest: bool) -> Message | None:
         """Take a train if one is waiting (never blocks); ``None`` if there is none yet.
 

@@ -9,7 +9,6 @@ a passed-in context left alone, and counters in :attr:`Client.stats`. Both clien
 
 from __future__ import annotations
 
-from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 import zmq
@@ -63,6 +62,14 @@ _PARAMETERS_DOC = """
     zmq.ZMQError
         If ``endpoint`` is not valid.
 """
+
+
+async def _poll_async(items: list[tuple[zmq.Socket, int]], timeout_ms: int) -> list:
+    """``zmq.zmq_poll`` for asyncio: wait until one of *items* is ready, at most *timeout_ms*."""
+    poller = zmq.asyncio.Poller()
+    for sock, flags in items:
+        poller.register(sock, flags)
+    return await poller.poll(timeout_ms)
 
 
 class _FromCore(Generic[T]):
@@ -204,13 +211,9 @@ class Client(_ClientBase):
         """
         core = self._core
         deadline = core.begin()
-        while True:
-            message = core.try_receive(latest)
-            if message is not None:
-                return message
-            if core.expired(deadline):
-                raise core.timed_out()
+        while (message := core.receive_or_time_out(latest, deadline)) is None:
             core.after_poll(zmq.zmq_poll(core.poll_items, core.remaining_ms(deadline)))
+        return message
 
     def next(self, *, latest: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
         """Receive the next train as ``(data, meta)``, like ``karabo_bridge.Client.next()``.
@@ -224,10 +227,8 @@ class Client(_ClientBase):
 
         Raises
         ------
-        TimeoutError
-            If no train arrived within ``timeout`` seconds.
-        ProtocolError
-            If the message received cannot be decoded.
+        TimeoutError, ProtocolError
+            As :meth:`next_message`.
 
         Examples
         --------
@@ -245,12 +246,7 @@ class Client(_ClientBase):
     def __enter__(self) -> Client:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 
@@ -286,16 +282,9 @@ class AsyncClient(_ClientBase):
         """
         core = self._core
         deadline = core.begin()
-        while True:
-            message = core.try_receive(latest)
-            if message is not None:
-                return message
-            if core.expired(deadline):
-                raise core.timed_out()
-            poller = zmq.asyncio.Poller()
-            for sock, flags in core.poll_items:
-                poller.register(sock, flags)
-            core.after_poll(await poller.poll(core.remaining_ms(deadline)))
+        while (message := core.receive_or_time_out(latest, deadline)) is None:
+            core.after_poll(await _poll_async(core.poll_items, core.remaining_ms(deadline)))
+        return message
 
     async def next(self, *, latest: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
         """Receive the next train as ``(data, meta)``. See :meth:`Client.next`.
@@ -316,10 +305,5 @@ class AsyncClient(_ClientBase):
     async def __aenter__(self) -> AsyncClient:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         self.close()
