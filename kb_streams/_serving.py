@@ -12,7 +12,15 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -314,7 +322,7 @@ class _Ready:
 
 
 def _perform(step: Step, io: _ThreadIO) -> Any:
-    """Do the I/O *step* asks for through *io*: its outcome (an awaitable from :class:`_AsyncIO`)."""
+    """Do the I/O *step* asks for through *io*; its outcome (awaitable from :class:`_AsyncIO`)."""
     match step:
         case Sleep(seconds):
             return io.sleep(seconds)

@@ -15,6 +15,7 @@ from ._output import (
     EXIT_FAILURE,
     EXIT_OK,
     EXIT_USAGE,
+    add_command,
     fail,
     format_bytes,
     handle_termination,
@@ -45,11 +46,11 @@ Read it with: kb-streams monitor {DEFAULT_ENDPOINT}   (or karabo_bridge.Client, 
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        COMMAND, help="serve simulated detector trains over the Karabo bridge",
+    parser = add_command(
+        subparsers, COMMAND, help="serve simulated detector trains over the Karabo bridge",
         description="Serve simulated detector trains (with XGM, delay line and motor sources) "
                     "over a Karabo bridge socket that any bridge client can read.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
     )
     catalogue = _catalogue()
     names = list(catalogue.get("DETECTORS", {}))
