@@ -11,7 +11,7 @@ import argparse
 import math
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
@@ -56,11 +56,21 @@ def fail(command: str, message: str, code: int = EXIT_FAILURE) -> int:
     return code
 
 
-def add_command(subparsers: argparse._SubParsersAction, name: str, *, help: str,
-                description: str, epilog: str) -> argparse.ArgumentParser:
-    """The parser of sub-command *name*; *epilog* (its examples) is printed as written."""
-    return subparsers.add_parser(name, help=help, description=description, epilog=epilog,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_command(subparsers: argparse._SubParsersAction, name: str, run: Callable[..., int], *,
+                help: str, description: str, epilog: str) -> argparse.ArgumentParser:
+    """The parser of sub-command *name*, which calls *run(args)*; *epilog* printed as written."""
+    parser = subparsers.add_parser(name, help=help, description=description, epilog=epilog,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def add_reader_command(subparsers: argparse._SubParsersAction, name: str,
+                       run: Callable[..., int], **texts: str) -> argparse.ArgumentParser:
+    """:func:`add_command` for a command reading one bridge, with :func:`add_reader_arguments`."""
+    parser = add_command(subparsers, name, run, **texts)
+    add_reader_arguments(parser, timeout=10.0)
+    return parser
 
 
 def reader_socket(name: str) -> str:

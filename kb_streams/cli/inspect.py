@@ -14,8 +14,7 @@ from ..protocol import Message
 from ..train import Train
 from ._output import (
     EXIT_OK,
-    add_command,
-    add_reader_arguments,
+    add_reader_command,
     fail,
     format_bytes,
     format_seconds,
@@ -27,6 +26,10 @@ from ._output import (
 
 COMMAND = "inspect"
 COLUMNS = ["source", "key", "type", "shape", "size", "value"]
+
+HELP = "receive one train and print what it holds"
+DESCRIPTION = ("Receive one train from a Karabo bridge endpoint and print a table of its "
+              "sources and keys.")
 
 EPILOG = """\
 examples:
@@ -44,17 +47,11 @@ seconds, or if no source of the train matches.
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = add_command(
-        subparsers, COMMAND, help="receive one train and print what it holds",
-        description="Receive one train from a Karabo bridge endpoint and print a table of its "
-                    "sources and keys.",
-        epilog=EPILOG,
-    )
-    add_reader_arguments(parser, timeout=10.0)
+    parser = add_reader_command(subparsers, COMMAND, run, help=HELP, description=DESCRIPTION,
+                                epilog=EPILOG)
     parser.add_argument("--source", "-s", action="append", default=None, metavar="GLOB",
                         help="show only the sources matching GLOB, e.g. '*XGM*' "
                              "(repeat for more patterns; default: all)")
-    parser.set_defaults(func=run)
     return parser
 
 

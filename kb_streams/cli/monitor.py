@@ -16,8 +16,7 @@ from ..stats import StreamStats
 from ..train import Train
 from ._output import (
     EXIT_OK,
-    add_command,
-    add_reader_arguments,
+    add_reader_command,
     fail,
     format_bytes,
     format_seconds,
@@ -30,6 +29,10 @@ from ._output import (
 )
 
 COMMAND = "monitor"
+
+HELP = "live trains/s, MB/s, gaps, age and decode errors of a stream"
+DESCRIPTION = ("Receive trains from a Karabo bridge endpoint and report throughput, "
+              "train-ID gaps, data age and decode errors as they arrive.")
 
 EPILOG = """\
 examples:
@@ -45,13 +48,8 @@ within --timeout seconds.
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = add_command(
-        subparsers, COMMAND, help="live trains/s, MB/s, gaps, age and decode errors of a stream",
-        description="Receive trains from a Karabo bridge endpoint and report throughput, "
-                    "train-ID gaps, data age and decode errors as they arrive.",
-        epilog=EPILOG,
-    )
-    add_reader_arguments(parser, timeout=10.0)
+    parser = add_reader_command(subparsers, COMMAND, run, help=HELP, description=DESCRIPTION,
+                                epilog=EPILOG)
     parser.add_argument("--trains", "-n", type=positive_int, default=None, metavar="N",
                         help="stop after N trains (default: run until Ctrl-C)")
     parser.add_argument("--interval", type=positive_float, default=1.0, metavar="S",
@@ -59,7 +57,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--latest", action="store_true",
                         help="keep only the newest waiting train (older ones count as dropped); "
                              "by default every train is received and counted")
-    parser.set_defaults(func=run)
     return parser
 
 
