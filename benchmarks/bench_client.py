@@ -52,7 +52,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks._harness import add_json_option, print_results, run_as_script
+from benchmarks._harness import add_json_option, add_options, print_results, run_as_script
 
 SCENARIOS = {
     # name: (server socket, client socket, work per train in the 'work' scenario?)
@@ -263,11 +263,8 @@ def run_fresh(client: str, endpoint: str, sock: str, trains: int, work: float,
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--trains", type=int, default=10,
-                        help="timed trains per client, scenario and round (default 10)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
-    parser.add_argument("--pulses", type=int, default=64,
-                        help="pulses per train; 64 gives 268 MB trains (default 64)")
+    add_options(parser, trains=(10, "timed trains per client, scenario and round"), rounds=3,
+                pulses=(64, "pulses per train; 64 gives 268 MB trains"))
     parser.add_argument("--work-ms", type=float, default=150.0,
                         help="simulated work per train in REQ+work (default 150)")
     parser.add_argument("--prefetch", type=int, default=2,

@@ -51,14 +51,7 @@ import numpy as np
 import psutil
 import xarray as xr
 
-from benchmarks._harness import (
-    add_json_option,
-    add_options,
-    free_endpoint,
-    run_as_script,
-    serve_agipd,
-    write_json,
-)
+from benchmarks import _harness as harness
 
 MODES = ("single", "offload", "workers")
 
@@ -345,7 +338,7 @@ def soak(args: argparse.Namespace) -> int:
     cost_ms = 5.0 if args.cost_ms is None else args.cost_ms
     workers = (args.workers or [2])[-1]
     every = args.sample_every or max(1, n // 50)
-    endpoint = free_endpoint()
+    endpoint = harness.free_endpoint()
     server_sock = {"REQ": "REP", "PULL": "PUSH"}[args.sock]
     print(f"soak: {n} AGIPD-1M trains of {pulses} pulse(s) ({5.2 * pulses:.1f} MB), offload(n="
           f"{2 * workers}) to {workers} worker(s), reduction {cost_ms:g} ms CPU, bridge "
@@ -358,7 +351,7 @@ def soak(args: argparse.Namespace) -> int:
         dask.config.set({"distributed.admin.low-level-log-length": args.dask_history})
         os.environ["DASK_DISTRIBUTED__ADMIN__LOW_LEVEL_LOG_LENGTH"] = str(args.dask_history)
     client, cluster = _cluster(workers, args.scheduler_process, args.profile)
-    server = serve_agipd(endpoint, pulses, server_sock)
+    server = harness.serve_agipd(endpoint, pulses, server_sock)
     try:
         procs = {"graph": psutil.Process(), "bridge": psutil.Process(server.pid)}
         if cluster is not None:
@@ -423,7 +416,7 @@ def soak(args: argparse.Namespace) -> int:
           f"{after.worker_keys} keys on the workers")
     for text in counter.errors[:5]:
         print(f"  error: {text}")
-    write_json(args.json, {
+    harness.write_json(args.json, {
         "soak": n, "pulses": pulses, "cost_ms": cost_ms, "workers": workers, "rate": rate,
         "errors": counter.errors, "scheduler_process": args.scheduler_process,
         "dask_history": args.dask_history, "profile": args.profile,
@@ -447,8 +440,8 @@ def _print_sample(s: Sample, header: bool = False) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``kb-streams bench dask``."""
-    add_options(parser, pulses=(None, "pulses per train (64: 268 MB AGIPD-1M trains; None: 64, "
-                                      "or 1 with --soak)"), trains=20, warmup=3)
+    harness.add_options(parser, trains=20, warmup=3, pulses=(
+        None, "pulses per train (64: 268 MB AGIPD-1M trains; None: 64, or 1 with --soak)"))
     parser.add_argument("--cost-ms", type=float, default=None,
                         help="CPU time of the reduction per train (default 150, or 5 with --soak)")
     parser.add_argument("--workers", type=int, nargs="+", default=None,
@@ -457,8 +450,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="cases to run (default: all)")
     parser.add_argument("--sock", choices=["REQ", "PULL"], default="REQ",
                         help="client socket; the bridge is REP or PUSH (default %(default)s)")
-    add_options(parser, timeout=30.0)
-    add_json_option(parser, to_file=True)
+    harness.add_options(parser, timeout=30.0)
+    harness.add_json_option(parser, to_file=True)
     parser.add_argument("--soak", type=int, metavar="N", default=0,
                         help="instead of the cases: offload N trains and sample memory (see above)")
     parser.add_argument("--sample-every", type=int, metavar="K", default=0,
@@ -501,7 +494,7 @@ def main(args: argparse.Namespace) -> int:
     args.pulses = 64 if args.pulses is None else args.pulses
     args.cost_ms = 150.0 if args.cost_ms is None else args.cost_ms
     args.workers = args.workers or [1, 2]
-    endpoint = free_endpoint()
+    endpoint = harness.free_endpoint()
     server_sock = {"REQ": "REP", "PULL": "PUSH"}[args.sock]
     mb = 16 * 512 * 128 * 4 * args.pulses / 1e6
     print(f"AGIPD-1M, {args.pulses} pulses ({mb:.0f} MB/train), reduction {args.cost_ms:g} ms "
@@ -516,7 +509,7 @@ def main(args: argparse.Namespace) -> int:
         try:
             for mode in modes:
                 # a fresh bridge per case, so no case inherits another's queued trains
-                server = serve_agipd(endpoint, args.pulses, server_sock)
+                server = harness.serve_agipd(endpoint, args.pulses, server_sock)
                 pids = {"bridge": [server.pid], "graph": [os.getpid()],
                         "workers": list(client.run(os.getpid).values()) if client else []}
                 try:
@@ -535,10 +528,11 @@ def main(args: argparse.Namespace) -> int:
             if client is not None:
                 client.close()
     print(_table(cases))
-    write_json(args.json, {"pulses": args.pulses, "cost_ms": args.cost_ms, "sock": args.sock,
-                           "cases": [{**asdict(c), "rate": c.rate} for c in cases]})
+    harness.write_json(args.json, {"pulses": args.pulses, "cost_ms": args.cost_ms,
+                                   "sock": args.sock,
+                                   "cases": [{**asdict(c), "rate": c.rate} for c in cases]})
     return 0
 
 
 if __name__ == "__main__":
-    run_as_script(__doc__, add_arguments, main)
+    harness.run_as_script(__doc__, add_arguments, main)

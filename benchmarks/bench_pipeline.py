@@ -44,14 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._harness import (
-    add_json_option,
-    add_options,
-    free_endpoint,
-    run_as_script,
-    serve_agipd,
-    write_json,
-)
+from benchmarks import _harness as harness
 from benchmarks.bench_dask import module_view
 
 ROI = {"slow_scan": slice(200, 232), "fast_scan": slice(48, 80)}
@@ -192,8 +185,8 @@ def stacking_seconds(pulses: int, layout: str, repeat: int) -> float:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``kb-streams bench pipeline``."""
-    add_options(parser, pulses=(64, "pulses per train (64: 268 MB AGIPD-1M trains)"),
-                trains=(30, "trains timed per case and round"), rounds=5, warmup=3)
+    harness.add_options(parser, pulses=(64, "pulses per train (64: 268 MB AGIPD-1M trains)"),
+                        trains=(30, "trains timed per case and round"), rounds=5, warmup=3)
     parser.add_argument("--prefetch", type=int, default=2,
                         help="REQ prefetch (1: request on demand), for every case "
                              "(default %(default)s: the next train travels during the work)")
@@ -203,13 +196,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "views, each reduced")
     parser.add_argument("--repeat", type=int, default=5,
                         help="repeats of the labelling timing (default %(default)s)")
-    add_options(parser, timeout=30.0)
-    add_json_option(parser, to_file=True)
+    harness.add_options(parser, timeout=30.0)
+    harness.add_json_option(parser, to_file=True)
 
 
 def main(args: argparse.Namespace) -> int:
     """Run both cases and the labelling timing; print the results. Returns the exit status."""
-    endpoint = free_endpoint()
+    endpoint = harness.free_endpoint()
     mb = 16 * 512 * 128 * 4 * args.pulses / 1e6
     print(f"AGIPD-1M, {args.pulses} pulses ({mb:.0f} MB/train), REP in another process on "
           f"{endpoint}, {args.trains} trains per case and round, prefetch {args.prefetch}, "
@@ -223,7 +216,7 @@ def main(args: argparse.Namespace) -> int:
     for round_ in range(1, args.rounds + 1):
         shift = (round_ - 1) % len(cases)
         for case in cases[shift:] + cases[:shift]:
-            server = serve_agipd(endpoint, args.pulses)  # a fresh bridge per case
+            server = harness.serve_agipd(endpoint, args.pulses)  # a fresh bridge per case
             try:
                 if case == "pipeline":
                     rate, extra = run_pipeline(endpoint, args)
@@ -256,13 +249,13 @@ def main(args: argparse.Namespace) -> int:
           f"{stack['online'] * 1e3:.1f} ms from the online layout, "
           f"{stack['file'] * 1e3:.1f} ms from the file layout "
           f"({mb / 1e3 / stack['online']:.1f} GB/s online)")
-    write_json(args.json, {"pulses": args.pulses, "trains": args.trains,
-                           "prefetch": args.prefetch, "work": args.work,
-                           "rates": rates, "samples": samples, "ratio": ratio,
-                           "labelling_seconds": {str(k): v for k, v in label.items()},
-                           "work_seconds": work, "stacking_seconds": stack})
+    harness.write_json(args.json, {"pulses": args.pulses, "trains": args.trains,
+                                   "prefetch": args.prefetch, "work": args.work,
+                                   "rates": rates, "samples": samples, "ratio": ratio,
+                                   "labelling_seconds": {str(k): v for k, v in label.items()},
+                                   "work_seconds": work, "stacking_seconds": stack})
     return 0
 
 
 if __name__ == "__main__":
-    run_as_script(__doc__, add_arguments, main)
+    harness.run_as_script(__doc__, add_arguments, main)

@@ -94,17 +94,14 @@ WIRE_META = {"det": {"source": "det", "timestamp.tid": 10_001}}
 def test_reference_server_to_our_decoder(tcp_endpoint):
     server = karabo_bridge.ServerInThread(tcp_endpoint, sock="REP")
     server.start()
-    ctx = zmq.Context()
-    req = ctx.socket(zmq.REQ)
     try:
-        req.linger, req.rcvtimeo = 0, 10_000
-        req.connect(tcp_endpoint)
-        server.feed(WIRE_TRAIN, WIRE_META)
-        req.send(b"next")
-        frames = req.recv_multipart(copy=False)
+        with zmq.Context() as ctx, ctx.socket(zmq.REQ) as req:
+            req.linger, req.rcvtimeo = 0, 10_000
+            req.connect(tcp_endpoint)
+            server.feed(WIRE_TRAIN, WIRE_META)
+            req.send(b"next")
+            frames = req.recv_multipart(copy=False)
     finally:
-        req.close()
-        ctx.term()
         server.stop()
     msg = decode(frames)
     assert msg.meta == WIRE_META and msg.data["det"]["n"] == 3
