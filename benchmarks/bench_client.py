@@ -43,7 +43,6 @@ the environment turns that off for a comparison.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import resource
@@ -52,6 +51,8 @@ import sys
 import time
 from collections.abc import Callable
 from typing import Any
+
+from benchmarks._harness import add_json_option, add_options, print_results, run_as_script
 
 SCENARIOS = {
     # name: (server socket, client socket, work per train in the 'work' scenario?)
@@ -262,11 +263,8 @@ def run_fresh(client: str, endpoint: str, sock: str, trains: int, work: float,
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--trains", type=int, default=10,
-                        help="timed trains per client, scenario and round (default 10)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
-    parser.add_argument("--pulses", type=int, default=64,
-                        help="pulses per train; 64 gives 268 MB trains (default 64)")
+    add_options(parser, trains=(10, "timed trains per client, scenario and round"), rounds=3,
+                pulses=(64, "pulses per train; 64 gives 268 MB trains"))
     parser.add_argument("--work-ms", type=float, default=150.0,
                         help="simulated work per train in REQ+work (default 150)")
     parser.add_argument("--prefetch", type=int, default=2,
@@ -276,7 +274,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--soak", type=int, default=0, metavar="N",
                         help="then receive N trains with our client (PULL) and report its "
                              "resident memory after the first and the last (default 0: no soak)")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_json_option(parser, to_file=False)
 
 
 def _median(values: list[float]) -> float:
@@ -387,13 +385,8 @@ def main(args: argparse.Namespace) -> int:
     if args.soak < 0:
         _log("--soak must be at least 0")
         return 2
-    report = measure(args)
-    print(json.dumps(report, indent=2) if args.json else format_table(report))
-    return 0
+    return print_results(measure(args), args.json, format_table)
 
 
 if __name__ == "__main__":
-    _parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(_parser)
-    sys.exit(main(_parser.parse_args()))
+    run_as_script(__doc__, add_arguments, main)

@@ -25,7 +25,6 @@ Only public API is used, so the same script measures any version: run it from th
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import subprocess
 import sys
@@ -35,6 +34,8 @@ from typing import Any
 import msgpack
 import psutil
 import zmq
+
+from benchmarks._harness import add_json_option, print_results, run_as_script
 
 HOSTILE = ("dtype-fields", "empty-parts")
 _SERVER_SCRIPT = """
@@ -62,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="dtype fields / empty parts in the hostile messages (default 10**6)")
     parser.add_argument("--requests", type=int, default=500,
                         help="b'next' requests of the greedy DEALER (default 500)")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_json_option(parser, to_file=False)
 
 
 # -- hostile messages to a client ----------------------------------------------------------------
@@ -183,22 +184,22 @@ def measure_rep(scenario: str, requests: int) -> dict[str, Any]:
 def main(args: argparse.Namespace) -> int:
     results = [measure_hostile(kind, args.n) for kind in HOSTILE]
     results += [measure_rep(name, args.requests) for name in ("rep-greedy", "rep-big-request")]
-    if args.json:
-        print(json.dumps(results, indent=2))
-        return 0
+    return print_results(results, args.json, format_table)
+
+
+def format_table(results: list[dict[str, Any]]) -> str:
+    """One line per scenario."""
+    lines = []
     for r in results:
         if "cpu_s" in r:
-            print(f"{r['scenario']:16} cpu {r['cpu_s']:6.2f} s  wall {r['wall_s']:6.2f} s  "
-                  f"rss +{r['rss_mb']:5.0f} MB  error {r['error_chars']} chars  "
-                  f"goes on: {r['goes_on']}")
+            lines.append(f"{r['scenario']:16} cpu {r['cpu_s']:6.2f} s  wall {r['wall_s']:6.2f} s  "
+                         f"rss +{r['rss_mb']:5.0f} MB  error {r['error_chars']} chars  "
+                         f"goes on: {r['goes_on']}")
         else:
-            print(f"{r['scenario']:16} server rss {r['rss_before_mb']:5.0f} MB "
-                  f"+{r['rss_growth_mb']:5.0f} MB  still serves: {r['still_serves']}")
-    return 0
+            lines.append(f"{r['scenario']:16} server rss {r['rss_before_mb']:5.0f} MB "
+                         f"+{r['rss_growth_mb']:5.0f} MB  still serves: {r['still_serves']}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
-    _parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(_parser)
-    sys.exit(main(_parser.parse_args()))
+    run_as_script(__doc__, add_arguments, main)

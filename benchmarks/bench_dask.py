@@ -38,13 +38,11 @@ profiles grows each busy worker for 17 minutes.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import socket
-import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -52,6 +50,8 @@ import cloudpickle
 import numpy as np
 import psutil
 import xarray as xr
+
+from benchmarks import _harness as harness
 
 MODES = ("single", "offload", "workers")
 
@@ -102,27 +102,6 @@ REDUCE = _ByValue(reduce_train)
 
 # ---------------------------------------------------------------------------------------------
 # the bridge
-
-
-SERVE = """
-import sys
-from kb_streams.server import BridgeServer
-from kb_streams.simulate import simulate
-endpoint, sock, pulses = sys.argv[1], sys.argv[2], int(sys.argv[3])
-with BridgeServer(endpoint, sock=sock) as server:
-    server.serve(simulate("AGIPD-modules", pulses=pulses, pool_size=1, extras=()))
-"""
-
-
-def _serve(endpoint: str, sock: str, pulses: int) -> subprocess.Popen:
-    """The bridge, in its own process."""
-    return subprocess.Popen([sys.executable, "-c", SERVE, endpoint, sock, str(pulses)])
-
-
-def _free_endpoint() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
 
 
 @dataclass
@@ -188,6 +167,17 @@ def _wait(timer: _Timer, timeout: float) -> None:
                            f"results within {timeout} s")
 
 
+def _time_source(source: Any, timer: _Timer, args: argparse.Namespace,
+                 finish: Callable[[], Any]) -> None:
+    """Run *source* until *timer* has its trains; then stop it and *finish* (wait for the rest)."""
+    source.start()
+    try:
+        _wait(timer, args.timeout * (args.warmup + args.trains + 1))
+    finally:
+        source.stop()
+        finish()
+
+
 def run_single(endpoint: str, sock: str, pids: dict[str, list[int]],
                args: argparse.Namespace) -> Case:
     from kb_streams.client import Client
@@ -219,13 +209,8 @@ def run_offload(endpoint: str, sock: str, client: Any, workers: int, pids: dict[
                                        prefetch=2 if sock == "REQ" else 1)
     node = source.offload(REDUCE, args.cost_ms, n=2 * workers, client=client, scatter=True)
     node.sink(timer)
-    source.start()
-    try:
-        _wait(timer, args.timeout * (args.warmup + args.trains + 1))
-    finally:
-        source.stop()
-        source.join(timeout=30)
-        node.drain(timeout=60)
+    _time_source(source, timer, args, finish=lambda: (source.join(timeout=30),
+                                                      node.drain(timeout=60)))
     stats = node.stats
     size = stats.bytes_scattered / stats.accepted
     task = len(cloudpickle.dumps(REDUCE))
@@ -245,12 +230,7 @@ def run_workers(endpoint: str, sock: str, client: Any, workers: int, pids: dict[
         endpoint, REDUCE, client, n=workers, sock=sock, args=(args.cost_ms,),
         timeout=args.timeout, wait=args.timeout)
     source.sink(timer)
-    source.start()
-    try:
-        _wait(timer, args.timeout * (args.warmup + args.trains + 1))
-    finally:
-        source.stop()
-        source.finished.wait(60)
+    _time_source(source, timer, args, finish=lambda: source.finished.wait(60))
     stats = source.stats
     size = stats.bytes_received / stats.received
     cluster = (stats.bytes_tasks + stats.bytes_results) / stats.received
@@ -358,7 +338,7 @@ def soak(args: argparse.Namespace) -> int:
     cost_ms = 5.0 if args.cost_ms is None else args.cost_ms
     workers = (args.workers or [2])[-1]
     every = args.sample_every or max(1, n // 50)
-    endpoint = _free_endpoint()
+    endpoint = harness.free_endpoint()
     server_sock = {"REQ": "REP", "PULL": "PUSH"}[args.sock]
     print(f"soak: {n} AGIPD-1M trains of {pulses} pulse(s) ({5.2 * pulses:.1f} MB), offload(n="
           f"{2 * workers}) to {workers} worker(s), reduction {cost_ms:g} ms CPU, bridge "
@@ -371,7 +351,7 @@ def soak(args: argparse.Namespace) -> int:
         dask.config.set({"distributed.admin.low-level-log-length": args.dask_history})
         os.environ["DASK_DISTRIBUTED__ADMIN__LOW_LEVEL_LOG_LENGTH"] = str(args.dask_history)
     client, cluster = _cluster(workers, args.scheduler_process, args.profile)
-    server = _serve(endpoint, server_sock, pulses)
+    server = harness.serve_agipd(endpoint, pulses, server_sock)
     try:
         procs = {"graph": psutil.Process(), "bridge": psutil.Process(server.pid)}
         if cluster is not None:
@@ -436,16 +416,13 @@ def soak(args: argparse.Namespace) -> int:
           f"{after.worker_keys} keys on the workers")
     for text in counter.errors[:5]:
         print(f"  error: {text}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"soak": n, "pulses": pulses, "cost_ms": cost_ms, "workers": workers,
-                       "rate": rate, "errors": counter.errors,
-                       "scheduler_process": args.scheduler_process,
-                       "dask_history": args.dask_history, "profile": args.profile,
-                       "growth_mb": {r: last - first for r, (first, last, _) in growth.items()},
-                       "slope_mb_per_1000": {r: slope for r, (_, _, slope) in growth.items()},
-                       "after": asdict(after), "samples": [asdict(s) for s in samples]},
-                      f, indent=1)
+    harness.write_json(args.json, {
+        "soak": n, "pulses": pulses, "cost_ms": cost_ms, "workers": workers, "rate": rate,
+        "errors": counter.errors, "scheduler_process": args.scheduler_process,
+        "dask_history": args.dask_history, "profile": args.profile,
+        "growth_mb": {r: last - first for r, (first, last, _) in growth.items()},
+        "slope_mb_per_1000": {r: slope for r, (_, _, slope) in growth.items()},
+        "after": asdict(after), "samples": [asdict(s) for s in samples]})
     return 0
 
 
@@ -463,13 +440,8 @@ def _print_sample(s: Sample, header: bool = False) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``kb-streams bench dask``."""
-    parser.add_argument("--pulses", type=int, default=None,
-                        help="pulses per train (64: 268 MB AGIPD-1M trains; default 64, or 1 with "
-                             "--soak)")
-    parser.add_argument("--trains", type=int, default=20,
-                        help="trains timed per case (default %(default)s)")
-    parser.add_argument("--warmup", type=int, default=3,
-                        help="trains before timing starts (default %(default)s)")
+    harness.add_options(parser, trains=20, warmup=3, pulses=(
+        None, "pulses per train (64: 268 MB AGIPD-1M trains; None: 64, or 1 with --soak)"))
     parser.add_argument("--cost-ms", type=float, default=None,
                         help="CPU time of the reduction per train (default 150, or 5 with --soak)")
     parser.add_argument("--workers", type=int, nargs="+", default=None,
@@ -478,9 +450,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="cases to run (default: all)")
     parser.add_argument("--sock", choices=["REQ", "PULL"], default="REQ",
                         help="client socket; the bridge is REP or PUSH (default %(default)s)")
-    parser.add_argument("--timeout", type=float, default=30.0,
-                        help="seconds to wait for one train (default %(default)s)")
-    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    harness.add_options(parser, timeout=30.0)
+    harness.add_json_option(parser, to_file=True)
     parser.add_argument("--soak", type=int, metavar="N", default=0,
                         help="instead of the cases: offload N trains and sample memory (see above)")
     parser.add_argument("--sample-every", type=int, metavar="K", default=0,
@@ -523,7 +494,7 @@ def main(args: argparse.Namespace) -> int:
     args.pulses = 64 if args.pulses is None else args.pulses
     args.cost_ms = 150.0 if args.cost_ms is None else args.cost_ms
     args.workers = args.workers or [1, 2]
-    endpoint = _free_endpoint()
+    endpoint = harness.free_endpoint()
     server_sock = {"REQ": "REP", "PULL": "PUSH"}[args.sock]
     mb = 16 * 512 * 128 * 4 * args.pulses / 1e6
     print(f"AGIPD-1M, {args.pulses} pulses ({mb:.0f} MB/train), reduction {args.cost_ms:g} ms "
@@ -538,7 +509,7 @@ def main(args: argparse.Namespace) -> int:
         try:
             for mode in modes:
                 # a fresh bridge per case, so no case inherits another's queued trains
-                server = _serve(endpoint, server_sock, args.pulses)
+                server = harness.serve_agipd(endpoint, args.pulses, server_sock)
                 pids = {"bridge": [server.pid], "graph": [os.getpid()],
                         "workers": list(client.run(os.getpid).values()) if client else []}
                 try:
@@ -557,14 +528,11 @@ def main(args: argparse.Namespace) -> int:
             if client is not None:
                 client.close()
     print(_table(cases))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"pulses": args.pulses, "cost_ms": args.cost_ms, "sock": args.sock,
-                       "cases": [{**asdict(c), "rate": c.rate} for c in cases]}, f, indent=1)
+    harness.write_json(args.json, {"pulses": args.pulses, "cost_ms": args.cost_ms,
+                                   "sock": args.sock,
+                                   "cases": [{**asdict(c), "rate": c.rate} for c in cases]})
     return 0
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    sys.exit(main(parser.parse_args()))
+    harness.run_as_script(__doc__, add_arguments, main)

@@ -33,6 +33,7 @@ from streamz import Stream
 
 import kb_streams.join_stream  # noqa: F401  (registers join_trains)
 import kb_streams.save  # noqa: F401  (registers to_hdf5)
+from benchmarks._harness import run_as_script
 from kb_streams.join import TrainJoiner
 
 
@@ -235,7 +236,4 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    raise SystemExit(main(parser.parse_args()))
+    run_as_script(__doc__, add_arguments, main)

@@ -22,12 +22,12 @@ Run with ``kb-streams bench latest`` or ``python benchmarks/bench_latest.py``, e
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import statistics
-import sys
 import time
 from typing import Any
+
+from benchmarks._harness import add_json_option, add_options, print_results, run_as_script
 
 SOURCE = "BENCH/DET/0"
 
@@ -99,9 +99,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="publisher rate in Hz (default 10)")
     parser.add_argument("--work", type=float, default=0.5,
                         help="seconds the slow consumer spends per train (default 0.5)")
-    parser.add_argument("--seconds", type=float, default=6.0,
-                        help="seconds measured per size (default 6)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_options(parser, seconds=(6.0, "seconds measured per size"))
+    add_json_option(parser, to_file=False)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -115,20 +114,19 @@ def main(args: argparse.Namespace) -> int:
         slow = measure(mb, args.rate, args.work, args.seconds)
         slow.update(transfer=transfer, fast=fast, goal=1 / args.rate + transfer)
         rows.append(slow)
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    print(f"{'MB':>7} {'Hz':>5} {'work s':>6} {'trains':>6} {'age median':>10} {'age max':>8} "
-          f"{'goal':>6} {'transfer':>8} {'fast':>6} {'dropped':>7} {'gaps':>5}")
+    return print_results(rows, args.json, format_table)
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """A header, then one line per train size."""
+    lines = [f"{'MB':>7} {'Hz':>5} {'work s':>6} {'trains':>6} {'age median':>10} {'age max':>8} "
+             f"{'goal':>6} {'transfer':>8} {'fast':>6} {'dropped':>7} {'gaps':>5}"]
     for r in rows:
-        print(f"{r['mb']:7.0f} {r['rate']:5.1f} {r['work']:6.2f} {r['trains']:6d} "
-              f"{r['age_median']:10.3f} {r['age_max']:8.3f} {r['goal']:6.3f} "
-              f"{r['transfer']:8.3f} {r['fast']:6.3f} {r['dropped']:7d} {r['gaps']:5d}")
-    return 0
+        lines.append(f"{r['mb']:7.0f} {r['rate']:5.1f} {r['work']:6.2f} {r['trains']:6d} "
+                     f"{r['age_median']:10.3f} {r['age_max']:8.3f} {r['goal']:6.3f} "
+                     f"{r['transfer']:8.3f} {r['fast']:6.3f} {r['dropped']:7d} {r['gaps']:5d}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
-    _parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(_parser)
-    sys.exit(main(_parser.parse_args()))
+    run_as_script(__doc__, add_arguments, main)

@@ -36,11 +36,7 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
-import socket
 import statistics
-import subprocess
-import sys
 import threading
 import time
 import timeit
@@ -48,31 +44,11 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks import _harness as harness
 from benchmarks.bench_dask import module_view
 
 ROI = {"slow_scan": slice(200, 232), "fast_scan": slice(48, 80)}
 KEY = "image.data"
-
-SERVE = """
-import sys
-from kb_streams.server import BridgeServer
-from kb_streams.simulate import simulate
-endpoint, pulses = sys.argv[1], int(sys.argv[2])
-with BridgeServer(endpoint, sock="REP") as server:
-    server.serve(simulate("AGIPD-modules", pulses=pulses, pool_size=1, extras=()))
-"""
-
-
-def _free_endpoint() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
-
-
-def _serve(endpoint: str, pulses: int) -> subprocess.Popen:
-    """The bridge, in its own process."""
-    return subprocess.Popen([sys.executable, "-c", SERVE, endpoint, str(pulses)])
-
 
 # ---------------------------------------------------------------------------------------------
 # the work
@@ -209,15 +185,8 @@ def stacking_seconds(pulses: int, layout: str, repeat: int) -> float:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``kb-streams bench pipeline``."""
-    parser.add_argument("--pulses", type=int, default=64,
-                        help="pulses per train (64: 268 MB AGIPD-1M trains; default %(default)s)")
-    parser.add_argument("--trains", type=int, default=30,
-                        help="trains timed per case and round (default %(default)s)")
-    parser.add_argument("--rounds", type=int, default=5,
-                        help="rounds, each running every case once in turn; rates are the "
-                             "medians over rounds (default %(default)s)")
-    parser.add_argument("--warmup", type=int, default=3,
-                        help="trains before timing starts (default %(default)s)")
+    harness.add_options(parser, pulses=(64, "pulses per train (64: 268 MB AGIPD-1M trains)"),
+                        trains=(30, "trains timed per case and round"), rounds=5, warmup=3)
     parser.add_argument("--prefetch", type=int, default=2,
                         help="REQ prefetch (1: request on demand), for every case "
                              "(default %(default)s: the next train travels during the work)")
@@ -227,14 +196,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "views, each reduced")
     parser.add_argument("--repeat", type=int, default=5,
                         help="repeats of the labelling timing (default %(default)s)")
-    parser.add_argument("--timeout", type=float, default=30.0,
-                        help="seconds to wait for one train (default %(default)s)")
-    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    harness.add_options(parser, timeout=30.0)
+    harness.add_json_option(parser, to_file=True)
 
 
 def main(args: argparse.Namespace) -> int:
     """Run both cases and the labelling timing; print the results. Returns the exit status."""
-    endpoint = _free_endpoint()
+    endpoint = harness.free_endpoint()
     mb = 16 * 512 * 128 * 4 * args.pulses / 1e6
     print(f"AGIPD-1M, {args.pulses} pulses ({mb:.0f} MB/train), REP in another process on "
           f"{endpoint}, {args.trains} trains per case and round, prefetch {args.prefetch}, "
@@ -248,7 +216,7 @@ def main(args: argparse.Namespace) -> int:
     for round_ in range(1, args.rounds + 1):
         shift = (round_ - 1) % len(cases)
         for case in cases[shift:] + cases[:shift]:
-            server = _serve(endpoint, args.pulses)  # a fresh bridge per case
+            server = harness.serve_agipd(endpoint, args.pulses)  # a fresh bridge per case
             try:
                 if case == "pipeline":
                     rate, extra = run_pipeline(endpoint, args)
@@ -281,18 +249,13 @@ def main(args: argparse.Namespace) -> int:
           f"{stack['online'] * 1e3:.1f} ms from the online layout, "
           f"{stack['file'] * 1e3:.1f} ms from the file layout "
           f"({mb / 1e3 / stack['online']:.1f} GB/s online)")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"pulses": args.pulses, "trains": args.trains, "prefetch": args.prefetch,
-                   "work": args.work,
-                       "rates": rates, "samples": samples, "ratio": ratio,
-                       "labelling_seconds": {str(k): v for k, v in label.items()},
-                       "work_seconds": work,
-                       "stacking_seconds": stack}, f, indent=1)
+    harness.write_json(args.json, {"pulses": args.pulses, "trains": args.trains,
+                                   "prefetch": args.prefetch, "work": args.work,
+                                   "rates": rates, "samples": samples, "ratio": ratio,
+                                   "labelling_seconds": {str(k): v for k, v in label.items()},
+                                   "work_seconds": work, "stacking_seconds": stack})
     return 0
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    sys.exit(main(parser.parse_args()))
+    harness.run_as_script(__doc__, add_arguments, main)

@@ -38,7 +38,6 @@ Run with ``kb-streams bench scale`` (or ``python benchmarks/bench_scale.py``);
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import subprocess
@@ -52,7 +51,14 @@ import psutil
 
 if __package__ in (None, ""):  # run as a script: import the benchmarks package from the tree
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.bench_dask import REDUCE, _free_endpoint, _Timer, _wait
+from benchmarks._harness import (
+    add_json_option,
+    add_options,
+    free_endpoint,
+    run_as_script,
+    write_json,
+)
+from benchmarks.bench_dask import REDUCE, _Timer, _wait
 
 MODULES = 16
 MODULE_BYTES_PER_PULSE = 512 * 128 * 4  # corrected float32, no gain arrays
@@ -88,7 +94,7 @@ def _serve_shards(k: int, pulses: int) -> tuple[list[subprocess.Popen], list[Any
     groups = np.array_split(np.arange(MODULES), k)
     processes, shards = [], []
     for group in groups:
-        endpoint = _free_endpoint()
+        endpoint = free_endpoint()
         processes.append(subprocess.Popen([sys.executable, "-c", SERVE, endpoint, str(pulses),
                                            str(group[0]), str(group[-1] + 1)]))
         shards.append(Shard(endpoint, name=f"modules {group[0]}-{group[-1]}", sock="REQ"))
@@ -247,25 +253,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=None, metavar="W",
                         help="Dask workers to try, each with the K >= W (default: powers of "
                              "two up to the cores, at most 16)")
-    parser.add_argument("--pulses", type=int, default=4,
-                        help="pulses per train for the grid (4: 16.8 MB trains; default "
-                             "%(default)s); the 10 Hz search starts here")
+    add_options(parser, pulses=(4, "pulses per train for the grid (4: 16.8 MB trains); the "
+                                   "10 Hz search starts here"))
     parser.add_argument("--max-pulses", type=int, default=352,
                         help="largest pulses the 10 Hz search tries (default %(default)s)")
     parser.add_argument("--no-10hz", dest="search", action="store_false",
                         help="skip the search for the largest train held at 10 Hz")
-    parser.add_argument("--trains", type=int, default=30,
-                        help="joined trains timed per cell (default %(default)s)")
-    parser.add_argument("--warmup", type=int, default=5,
-                        help="trains before timing starts (default %(default)s)")
+    add_options(parser, trains=(30, "joined trains timed per cell"), warmup=5)
     parser.add_argument("--cost-ms", type=float, default=0.0,
                         help="extra CPU per train, split over the shards (default 0: the "
                              "per-module means only)")
-    parser.add_argument("--timeout", type=float, default=30.0,
-                        help="seconds to wait for one train (default %(default)s)")
+    add_options(parser, timeout=30.0)
     parser.add_argument("--no-worker-env", dest="worker_env", action="store_false",
                         help="start the workers without kb_streams._malloc.LARGE_MESSAGE_ENV")
-    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    add_json_option(parser, to_file=True)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -302,17 +303,13 @@ def main(args: argparse.Namespace) -> int:
     if args.search:
         print(f"10 Hz held up to {held} pulses per train" if held else
               f"10 Hz not held even at {args.pulses} pulses per train")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"cores": cores, "copy_gbs": copy_gbs, "pulses": args.pulses,
-                       "cost_ms": args.cost_ms, "ten_hz_pulses": held,
-                       "cells": [{**asdict(c), "rate": c.rate,
-                                  "bound": c.bound(cores, copy_gbs)} for c in cells],
-                       "search": [{**asdict(c), "rate": c.rate} for c in search]}, f, indent=1)
+    write_json(args.json, {"cores": cores, "copy_gbs": copy_gbs, "pulses": args.pulses,
+                           "cost_ms": args.cost_ms, "ten_hz_pulses": held,
+                           "cells": [{**asdict(c), "rate": c.rate,
+                                      "bound": c.bound(cores, copy_gbs)} for c in cells],
+                           "search": [{**asdict(c), "rate": c.rate} for c in search]})
     return 0
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    sys.exit(main(parser.parse_args()))
+    run_as_script(__doc__, add_arguments, main)

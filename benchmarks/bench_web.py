@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks._harness import add_options, run_as_script
+
 ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 
@@ -53,12 +55,10 @@ COUNT_UPDATES_JS = """(name) => {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seconds", type=float, default=8.0,
-                        help="length of each measuring window (default 8)")
+    add_options(parser, seconds=(8.0, "length of each measuring window"),
+                pulses=(16, "pulses per train of the demo's simulator"))
     parser.add_argument("--windows", type=int, default=3,
                         help="windows per case, alternating (default 3)")
-    parser.add_argument("--pulses", type=int, default=16,
-                        help="pulses per train of the demo's simulator (default 16)")
     parser.add_argument("--browser-nice", type=int, default=19, metavar="N",
                         help="run chromium under nice -n N (default 19; 0: as this process)")
 
@@ -209,6 +209,4 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    raise SystemExit(main(parser.parse_args()))
+    run_as_script(__doc__, add_arguments, main)

@@ -104,18 +104,10 @@ class _Resources:
 class ClientCore:
     """Socket state machine behind both clients (not public; see the module docstring)."""
 
-    def __init__(
-        self,
-        endpoint: str,
-        sock: str = "REQ",
-        ser: str = "msgpack",
-        timeout: float | None = None,
-        context: zmq.Context | None = None,
-        *,
-        prefetch: int = 1,
-        hwm: int = 1,
-        limits: Limits | None = None,
-    ) -> None:
+    def __init__(self, endpoint: str, sock: str, ser: str, timeout: float | None,
+                 context: zmq.Context | None, prefetch: int, hwm: int,
+                 limits: Limits | None) -> None:
+        """The client's options, as :class:`~kb_streams.Client` takes them (defaults there)."""
         if ser != "msgpack":
             raise NotImplementedError(f"Only serialization supported is msgpack, not {ser!r}")
         if sock not in SOCKET_TYPES:
@@ -232,6 +224,21 @@ class ClientCore:
 
     def expired(self, deadline: float | None) -> bool:
         return deadline is not None and time.monotonic() >= deadline
+
+    def receive_or_time_out(self, latest: bool, deadline: float | None) -> Message | None:
+        """A train if one is waiting; else ``None`` (wait, then call again) before *deadline*.
+
+        Raises
+        ------
+        TimeoutError
+            Once *deadline* has passed without a train (counted; see :meth:`timed_out`).
+        ProtocolError
+            As :meth:`try_receive`.
+        """
+        message = self.try_receive(latest)
+        if message is None and self.expired(deadline):
+            raise self.timed_out()
+        return message
 
     def try_receive(self, latest: bool) -> Message | None:
         """Take a train if one is waiting (never blocks); ``None`` if there is none yet.

@@ -12,7 +12,15 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -240,57 +248,125 @@ class ServingLoop:
         return False
 
 
-def drive(steps: Steps[int], sock: zmq.Socket, items: Iterator[Any],
-          stopping: threading.Event) -> int:
-    """Perform the I/O *steps* ask for, in this thread; returns what they return."""
+class _ThreadIO:
+    """How :func:`drive` performs the steps: blocking calls in the serving thread."""
+
+    def __init__(self, sock: zmq.Socket, items: Any, stopping: threading.Event | None) -> None:
+        self.sock = sock
+        self.items = items
+        self.stopping = stopping
+
+    def perform(self, step: Step) -> Awaitable[Any]:
+        """Do *step* now; its outcome, as an awaitable that is already done."""
+        return _Ready(_perform(step, self))
+
+    def sleep(self, seconds: float) -> Any:
+        return self.stopping.wait(seconds)  # type: ignore[union-attr]
+
+    def poll(self, event: int) -> Any:
+        return self.sock.poll(POLL_MS, event)
+
+    def next_item(self) -> Any:
+        return next(self.items, STOP)
+
+    def receive(self) -> Any:
+        return self.sock.recv_multipart()
+
+    def reply(self, message: bytes) -> Any:
+        return self.sock.send(message)
+
+    def send(self, frames: list[Any]) -> Any:
+        try:
+            self.sock.send_multipart(frames, copy=False, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            return False
+        return True
+
+
+class _AsyncIO(_ThreadIO):
+    """How :func:`drive_async` performs the steps: each call returns an awaitable.
+
+    Polling, receiving and replying are inherited: the asyncio socket's methods of those names
+    already return awaitables.
+    """
+
+    def perform(self, step: Step) -> Awaitable[Any]:
+        """Start *step*; its outcome, to await in the asyncio loop."""
+        return _perform(step, self)
+
+    def sleep(self, seconds: float) -> Any:
+        return asyncio.sleep(seconds)
+
+    def next_item(self) -> Any:
+        return anext(self.items, STOP)
+
+    async def send(self, frames: list[Any]) -> bool:
+        try:
+            await self.sock.send_multipart(frames, copy=False, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            return False
+        return True
+
+
+class _Ready:
+    """An awaitable already done: awaiting it gives *value* without ever suspending."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self.value
+        yield  # unreachable: makes this a generator that returns at once
+
+
+def _perform(step: Step, io: _ThreadIO) -> Any:
+    """Do the I/O *step* asks for through *io*; its outcome (awaitable from :class:`_AsyncIO`)."""
+    match step:
+        case Sleep(seconds):
+            return io.sleep(seconds)
+        case Poll(event):
+            return io.poll(event)
+        case NextItem():
+            return io.next_item()
+        case Receive():
+            return io.receive()
+        case Reply(message):
+            return io.reply(message)
+        case Send(frames):
+            return io.send(frames)
+    raise TypeError(f"not a serving step: {step!r}")
+
+
+async def _drive(steps: Steps[int], io: _ThreadIO) -> int:
+    """Perform the I/O *steps* ask for through *io*, sending each outcome back; their result."""
     outcome: Any = None
     while True:
         try:
             step = steps.send(outcome)
         except StopIteration as done:
             return done.value
-        match step:
-            case Sleep(seconds):
-                outcome = stopping.wait(seconds)
-            case Poll(event):
-                outcome = sock.poll(POLL_MS, event)
-            case NextItem():
-                outcome = next(items, STOP)
-            case Receive():
-                outcome = sock.recv_multipart()
-            case Reply(message):
-                outcome = sock.send(message)
-            case Send():  # not bound to a name here: it would keep the train alive
-                try:
-                    sock.send_multipart(step.frames, copy=False, flags=zmq.NOBLOCK)
-                    outcome = True
-                except zmq.Again:
-                    outcome = False
+        outcome = await io.perform(step)
+
+
+def drive(steps: Steps[int], sock: zmq.Socket, items: Iterator[Any],
+          stopping: threading.Event) -> int:
+    """Perform the I/O *steps* ask for, in this thread; returns what they return.
+
+    The thread's I/O is done before :func:`_drive` awaits it, so the coroutine never suspends:
+    one ``send`` runs it to its end.
+    """
+    driving = _drive(steps, _ThreadIO(sock, items, stopping))
+    try:
+        driving.send(None)
+    except StopIteration as done:
+        return done.value
+    driving.close()
+    raise RuntimeError("the thread driver of a serving loop suspended")
 
 
 async def drive_async(steps: Steps[int], asock: zmq.asyncio.Socket,
                       items: AsyncIterator[Any]) -> int:
     """Perform the I/O *steps* ask for, in this asyncio loop; returns what they return."""
-    outcome: Any = None
-    while True:
-        try:
-            step = steps.send(outcome)
-        except StopIteration as done:
-            return done.value
-        match step:
-            case Sleep(seconds):
-                outcome = await asyncio.sleep(seconds)
-            case Poll(event):
-                outcome = await asock.poll(POLL_MS, event)
-            case NextItem():
-                outcome = await anext(items, STOP)
-            case Receive():
-                outcome = await asock.recv_multipart()
-            case Reply(message):
-                outcome = await asock.send(message)
-            case Send():  # not bound to a name here: it would keep the train alive
-                try:
-                    await asock.send_multipart(step.frames, copy=False, flags=zmq.NOBLOCK)
-                    outcome = True
-                except zmq.Again:
-                    outcome = False
+    return await _drive(steps, _AsyncIO(asock, items, None))

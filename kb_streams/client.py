@@ -9,8 +9,7 @@ a passed-in context left alone, and counters in :attr:`Client.stats`. Both clien
 
 from __future__ import annotations
 
-from types import TracebackType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import zmq
 import zmq.asyncio
@@ -20,6 +19,8 @@ from .protocol import Limits, Message
 from .stats import StreamStats
 
 __all__ = ["Client", "AsyncClient"]
+
+T = TypeVar("T")
 
 _PARAMETERS_DOC = """
     Parameters
@@ -63,6 +64,32 @@ _PARAMETERS_DOC = """
 """
 
 
+async def _poll_async(items: list[tuple[zmq.Socket, int]], timeout_ms: int) -> list:
+    """``zmq.zmq_poll`` for asyncio: wait until one of *items* is ready, at most *timeout_ms*."""
+    poller = zmq.asyncio.Poller()
+    for sock, flags in items:
+        poller.register(sock, flags)
+    return await poller.poll(timeout_ms)
+
+
+class _FromCore(Generic[T]):
+    """A read-only attribute of a client, answered by its :class:`ClientCore`."""
+
+    def __init__(self, doc: str) -> None:
+        self.__doc__ = doc
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, client: _ClientBase | None, owner: type | None = None) -> T:
+        if client is None:
+            return self  # type: ignore[return-value]  # the class's attribute, for autodoc
+        return getattr(client._core, self.name)
+
+    def __set__(self, client: _ClientBase, value: object) -> None:
+        raise AttributeError(f"{type(client).__name__}.{self.name} is read-only")
+
+
 class _ClientBase:
     """What both clients share: construction (one :class:`ClientCore`) and read-only options."""
 
@@ -78,44 +105,16 @@ class _ClientBase:
         hwm: int = 1,
         limits: Limits | None = None,
     ) -> None:
-        self._core = ClientCore(
-            endpoint, sock, ser, timeout, context, prefetch=prefetch, hwm=hwm, limits=limits
-        )
+        self._core = ClientCore(endpoint, sock, ser, timeout, context, prefetch, hwm, limits)
 
-    @property
-    def endpoint(self) -> str:
-        """The endpoint this client connects to."""
-        return self._core.endpoint
-
-    @property
-    def sock(self) -> str:
-        """Socket type name: ``'REQ'``, ``'SUB'`` or ``'PULL'``."""
-        return self._core.sock
-
-    @property
-    def timeout(self) -> float | None:
-        """Receive timeout in seconds (``None``: wait forever)."""
-        return self._core.timeout
-
-    @property
-    def prefetch(self) -> int:
-        """Number of trains requested at once (REQ)."""
-        return self._core.prefetch
-
-    @property
-    def context(self) -> zmq.Context:
-        """The ZeroMQ context the sockets live in."""
-        return self._core.context
-
-    @property
-    def stats(self) -> StreamStats:
-        """Counters: trains, bytes, gaps, decode errors, timeouts, reconnects, dropped."""
-        return self._core.stats
-
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
-        return self._core.closed
+    endpoint = _FromCore[str]("The endpoint this client connects to.")
+    sock = _FromCore[str]("Socket type name: ``'REQ'``, ``'SUB'`` or ``'PULL'``.")
+    timeout = _FromCore[float | None]("Receive timeout in seconds (``None``: wait forever).")
+    prefetch = _FromCore[int]("Number of trains requested at once (REQ).")
+    context = _FromCore[zmq.Context]("The ZeroMQ context the sockets live in.")
+    stats = _FromCore[StreamStats](
+        "Counters: trains, bytes, gaps, decode errors, timeouts, reconnects, dropped.")
+    closed = _FromCore[bool]("Whether :meth:`close` was called.")
 
     @property
     def _socket(self) -> zmq.Socket:
@@ -212,13 +211,9 @@ class Client(_ClientBase):
         """
         core = self._core
         deadline = core.begin()
-        while True:
-            message = core.try_receive(latest)
-            if message is not None:
-                return message
-            if core.expired(deadline):
-                raise core.timed_out()
+        while (message := core.receive_or_time_out(latest, deadline)) is None:
             core.after_poll(zmq.zmq_poll(core.poll_items, core.remaining_ms(deadline)))
+        return message
 
     def next(self, *, latest: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
         """Receive the next train as ``(data, meta)``, like ``karabo_bridge.Client.next()``.
@@ -232,10 +227,8 @@ class Client(_ClientBase):
 
         Raises
         ------
-        TimeoutError
-            If no train arrived within ``timeout`` seconds.
-        ProtocolError
-            If the message received cannot be decoded.
+        TimeoutError, ProtocolError
+            As :meth:`next_message`.
 
         Examples
         --------
@@ -253,12 +246,7 @@ class Client(_ClientBase):
     def __enter__(self) -> Client:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 
@@ -294,16 +282,9 @@ class AsyncClient(_ClientBase):
         """
         core = self._core
         deadline = core.begin()
-        while True:
-            message = core.try_receive(latest)
-            if message is not None:
-                return message
-            if core.expired(deadline):
-                raise core.timed_out()
-            poller = zmq.asyncio.Poller()
-            for sock, flags in core.poll_items:
-                poller.register(sock, flags)
-            core.after_poll(await poller.poll(core.remaining_ms(deadline)))
+        while (message := core.receive_or_time_out(latest, deadline)) is None:
+            core.after_poll(await _poll_async(core.poll_items, core.remaining_ms(deadline)))
+        return message
 
     async def next(self, *, latest: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
         """Receive the next train as ``(data, meta)``. See :meth:`Client.next`.
@@ -324,10 +305,5 @@ class AsyncClient(_ClientBase):
     async def __aenter__(self) -> AsyncClient:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         self.close()

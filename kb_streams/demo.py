@@ -231,7 +231,7 @@ def pump_probe_graph(
     Returns
     -------
     PumpProbeCurve
-        Holds the latest curve, for display.
+        What :func:`bin_ratios` returns for the per-train ratios.
 
     Examples
     --------

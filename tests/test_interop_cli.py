@@ -17,6 +17,23 @@ def kb_streams(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(["kb-streams", *args], capture_output=True, text=True, timeout=timeout)
 
 
+def inspect_output(endpoint: str) -> str:
+    """What ``kb-streams inspect`` prints for one train of *endpoint* (it must succeed)."""
+    result = kb_streams("inspect", endpoint, "--timeout", "60")
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def monitor_summary(endpoint: str, n_trains: int) -> str:
+    """The summary line of ``kb-streams monitor`` after *n_trains* trains, all of them there."""
+    result = kb_streams("monitor", endpoint, "--trains", str(n_trains), "--timeout", "60")
+    assert result.returncode == 0, result.stderr
+    summary = result.stdout.splitlines()[-1]
+    assert summary.startswith(f"{n_trains} trains (")
+    assert "0 gaps (0 trains missing)" in summary
+    return summary
+
+
 @pytest.fixture
 def reference_simulator(tcp_endpoint):
     """karabo_bridge's simulator (raw AGIPD module, zeros), REP on loopback only."""
@@ -28,9 +45,7 @@ def reference_simulator(tcp_endpoint):
 
 
 def test_inspect_reads_the_reference_simulator(reference_simulator):
-    result = kb_streams("inspect", reference_simulator, "--timeout", "60")
-    assert result.returncode == 0, result.stderr
-    out = result.stdout
+    out = inspect_output(reference_simulator)
     assert "protocol   2.2" in out
     assert "\nage        n/a" not in out  # the reference simulator sends timestamps
     rows = {tuple(line.split()[:2]): line.split()[2:] for line in out.splitlines()
@@ -40,11 +55,8 @@ def test_inspect_reads_the_reference_simulator(reference_simulator):
 
 
 def test_monitor_reads_the_reference_simulator(reference_simulator):
-    result = kb_streams("monitor", reference_simulator, "--trains", "5", "--timeout", "60")
-    assert result.returncode == 0, result.stderr
-    summary = result.stdout.splitlines()[-1]
-    assert summary.startswith("5 trains (")
-    assert "0 gaps (0 trains missing)" in summary and "0 decode errors" in summary
+    summary = monitor_summary(reference_simulator, 5)
+    assert "0 decode errors" in summary
 
 
 @pytest.fixture(scope="module")
@@ -76,16 +88,10 @@ def file_streamer(mock_run, tcp_endpoint):
 
 
 def test_inspect_and_monitor_read_extra_data_file_streamer(file_streamer):
-    inspected = kb_streams("inspect", file_streamer, "--timeout", "60")
-    assert inspected.returncode == 0, inspected.stderr
-    out = inspected.stdout
+    out = inspect_output(file_streamer)
     assert "train ID   10000\n" in out
     assert "timestamp  n/a" in out and "age        n/a" in out  # files carry no timestamps
     assert any(line.startswith(XGM) and "data.intensityTD" in line for line in out.splitlines())
 
-    monitored = kb_streams("monitor", file_streamer, "--trains", "20", "--timeout", "60")
-    assert monitored.returncode == 0, monitored.stderr
-    summary = monitored.stdout.splitlines()[-1]
-    assert summary.startswith("20 trains (")
-    assert "0 gaps (0 trains missing)" in summary  # trains 10001-10020, in order
+    summary = monitor_summary(file_streamer, 20)  # no gaps: trains 10001-10020, in order
     assert "age mean n/a" in summary and "protocol 2.2" in summary

@@ -10,6 +10,7 @@ import msgpack
 import numpy as np
 import pytest
 import zmq
+from _background import in_background
 from _waiting import wait_for
 from streamz import Stream
 
@@ -152,9 +153,8 @@ def test_hostile_messages_do_not_stop_a_stream(push):
     source = Stream.from_karabo_bridge(endpoint, sock="PULL", timeout=0.2)
     ids = source.map(lambda train: train.train_id).sink_to_list()
     source.start()
-    stop = threading.Event()
 
-    def feed() -> None:  # good trains after the hostile ones, until one arrives
+    def feed(stop: threading.Event) -> None:  # good trains after the hostile ones, until one
         sock.send_multipart(dtype_fields_message(10**6))
         sock.send_multipart([b""] * 10**5)
         for tid in range(100, 200):
@@ -162,15 +162,12 @@ def test_hostile_messages_do_not_stop_a_stream(push):
                 return
             sock.send_multipart(good_train(tid))
 
-    feeder = threading.Thread(target=feed, daemon=True)
-    feeder.start()
     try:
-        assert wait_for(lambda: ids, timeout=60)
-        assert source.stats.decode_errors == 2
-        assert not source.stopped
+        with in_background(feed):
+            assert wait_for(lambda: ids, timeout=60)
+            assert source.stats.decode_errors == 2
+            assert not source.stopped
     finally:
-        stop.set()
-        feeder.join(10)
         source.stop()
 
 

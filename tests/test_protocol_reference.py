@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import threading
 
+import _protocol_strategies as strat
 import karabo_bridge
 import numpy as np
 import pytest
 import zmq
-from _protocol_strategies import (
-    as_received,
-    assert_same,
-    ndarrays,
-    nested_values,
-    numpy_scalars,
-    plain_leaves,
-    trains,
-)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,11 +16,13 @@ from kb_streams.protocol import decode, deserialize, encode, serialize
 
 # What the reference can send: 2.2 has no default= hook (numpy scalars only at the top level,
 # never np.bool_), and neither version sends datetime64 arrays (no buffer protocol).
-REF_ARRAYS = ndarrays(datetimes=False)
-REF_TOP_SCALARS = numpy_scalars().filter(lambda v: not isinstance(v, np.bool_))
+REF_ARRAYS = strat.ndarrays(datetimes=False)
+REF_TOP_SCALARS = strat.numpy_scalars().filter(lambda v: not isinstance(v, np.bool_))
 REF_TRAINS = {
-    "2.2": trains(st.one_of(nested_values(plain_leaves()), REF_TOP_SCALARS), REF_ARRAYS),
-    "1.0": trains(nested_values(st.one_of(plain_leaves(), numpy_scalars())), REF_ARRAYS),
+    "2.2": strat.trains(st.one_of(strat.nested_values(strat.plain_leaves()), REF_TOP_SCALARS),
+                        REF_ARRAYS),
+    "1.0": strat.trains(strat.nested_values(st.one_of(strat.plain_leaves(),
+                                                      strat.numpy_scalars())), REF_ARRAYS),
 }
 
 
@@ -40,7 +34,7 @@ def test_reference_messages_decode_as_the_reference_decodes_them(version, data):
     parts = karabo_bridge.serialize(train, meta, protocol_version=version)
     msg = decode(parts)
     assert msg.protocol_version == version
-    assert_same(list(deserialize(parts)), list(karabo_bridge.deserialize(parts)))
+    strat.assert_same(list(deserialize(parts)), list(karabo_bridge.deserialize(parts)))
 
 
 @pytest.mark.parametrize("version", ["2.2", "1.0"])
@@ -55,11 +49,11 @@ def test_our_messages_are_the_reference_messages(version, data):
     got_data, got_meta = karabo_bridge.deserialize(ours)
     assert got_meta == meta
     for src, values in train.items():
-        expected = {k: (v if isinstance(v, np.ndarray) else as_received(v, version))
+        expected = {k: (v if isinstance(v, np.ndarray) else strat.as_received(v, version))
                     for k, v in values.items()}
         if version == "1.0":
             expected["metadata"] = meta[src]
-        assert_same(dict(sorted(got_data[src].items())), dict(sorted(expected.items())), src)
+        strat.assert_same(dict(sorted(got_data[src].items())), dict(sorted(expected.items())), src)
 
 
 @pytest.mark.parametrize("version", ["2.2", "1.0"])
@@ -100,17 +94,14 @@ WIRE_META = {"det": {"source": "det", "timestamp.tid": 10_001}}
 def test_reference_server_to_our_decoder(tcp_endpoint):
     server = karabo_bridge.ServerInThread(tcp_endpoint, sock="REP")
     server.start()
-    ctx = zmq.Context()
-    req = ctx.socket(zmq.REQ)
     try:
-        req.linger, req.rcvtimeo = 0, 10_000
-        req.connect(tcp_endpoint)
-        server.feed(WIRE_TRAIN, WIRE_META)
-        req.send(b"next")
-        frames = req.recv_multipart(copy=False)
+        with zmq.Context() as ctx, ctx.socket(zmq.REQ) as req:
+            req.linger, req.rcvtimeo = 0, 10_000
+            req.connect(tcp_endpoint)
+            server.feed(WIRE_TRAIN, WIRE_META)
+            req.send(b"next")
+            frames = req.recv_multipart(copy=False)
     finally:
-        req.close()
-        ctx.term()
         server.stop()
     msg = decode(frames)
     assert msg.meta == WIRE_META and msg.data["det"]["n"] == 3

@@ -14,6 +14,7 @@ import h5py
 import numpy as np
 import pytest
 import xarray as xr
+from _background import in_background
 from _waiting import wait_until
 from streamz import Stream
 
@@ -117,23 +118,19 @@ def test_a_reader_follows_the_file_while_it_grows(tmp_path):
     path = str(tmp_path / "live.h5")
     source = Stream()
     sink = source.to_hdf5(path, batch=5, interval=0.1)
-    stop = threading.Event()
 
-    def produce() -> None:
+    def produce(stop: threading.Event) -> None:
         for tid in range(1000, 1200):
             if stop.wait(0.01):
                 return
             source.emit(result(tid))
 
-    producer = threading.Thread(target=produce, daemon=True)
-    producer.start()
     try:
-        wait_until(lambda: sink.stats.batches >= 1, 10, "the first batch")
-        reader = subprocess.run([sys.executable, "-c", READER, path, "4"], capture_output=True,
-                                text=True, timeout=60)
+        with in_background(produce, join_timeout=5):
+            wait_until(lambda: sink.stats.batches >= 1, 10, "the first batch")
+            reader = subprocess.run([sys.executable, "-c", READER, path, "4"],
+                                    capture_output=True, text=True, timeout=60)
     finally:
-        stop.set()
-        producer.join(5)
         sink.stop()
         assert sink.join(10)
     assert reader.returncode == 0, reader.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Iterator
@@ -88,6 +89,16 @@ def stop(source: from_karabo_bridge_on_workers) -> None:
     assert source.finished.wait(20), "the source did not stop"
 
 
+@contextlib.contextmanager
+def running(source: from_karabo_bridge_on_workers) -> Iterator[None]:
+    """The source started for the block, then stopped (and checked to have stopped)."""
+    source.start()
+    try:
+        yield
+    finally:
+        stop(source)
+
+
 @pytest.mark.parametrize(("server_sock", "sock", "n_trains", "rate"),
                          [("REP", "REQ", 30, None), ("PUSH", "PULL", 16, 25)])
 def test_trains_reduced_on_workers_in_order(cluster: ProcessCluster, server_sock: str, sock: str,
@@ -103,11 +114,8 @@ def test_trains_reduced_on_workers_in_order(cluster: ProcessCluster, server_sock
             server.endpoint, module_sums, client, sock=sock, timeout=0.5, wait=5,
             kwargs={"fail_on": fail_on, "delay": 0.01})
         results, errors = source.sink_to_list(), source.errors.sink_to_list()
-        source.start()
-        try:
+        with running(source):
             wait_until(lambda: len(results) + len(errors) >= n_trains, what="all trains")
-        finally:
-            stop(source)
     tids = [tid for tid, _, _ in results]
     assert tids == [FIRST + i for i in range(n_trains) if FIRST + i != fail_on]
     assert all(sums == expected_sums(tid) for tid, _, sums in results)
@@ -135,8 +143,7 @@ def test_killed_worker_mid_stream(cluster: ProcessCluster) -> None:
             server.endpoint, module_sums, cluster.client, n=2, timeout=0.5, wait=2,
             kwargs={"delay": 0.08})
         results, errors = source.sink_to_list(), source.errors.sink_to_list()
-        source.start()
-        try:
+        with running(source):
             wait_until(lambda: len(results) >= 6, what="the first results")
             victim = results[-1][1]
             address = cluster.worker_addresses()[victim]
@@ -146,8 +153,6 @@ def test_killed_worker_mid_stream(cluster: ProcessCluster) -> None:
             # both receivers found the bridge empty: everything received has come back
             wait_until(lambda: source.stats.idle >= idle + 2 and source.stats.buffered == 0,
                        what="the receivers to drain")
-        finally:
-            stop(source)
     tids = [tid for tid, _, _ in results]
     assert tids == sorted(set(tids))
     assert n_trains - 8 <= len(tids) <= n_trains  # lost: at most the dead worker's trains
@@ -177,11 +182,8 @@ def test_sharded_modules_merged_per_train(cluster: ProcessCluster) -> None:
         source = Stream.from_karabo_bridge_on_workers(shards, module_sums, cluster.client,
                                                       merge=merge, timeout=0.5, wait=5)
         results = source.sink_to_list()
-        source.start()
-        try:
+        with running(source):
             wait_until(lambda: len(results) >= n_trains, what="all merged trains")
-        finally:
-            stop(source)
     assert [tid for tid, _ in results] == list(range(FIRST, FIRST + n_trains))
     assert all(sums == expected_sums(tid) for tid, sums in results)
     assert source.stats.incomplete == 0 and source.stats.received == 2 * n_trains
@@ -198,11 +200,8 @@ def test_distributed_mean_equals_single_process(cluster: ProcessCluster) -> None
         source = Stream.from_karabo_bridge_on_workers(server.endpoint, train_stats,
                                                       cluster.client, timeout=0.5, wait=5)
         partials = source.sink_to_list()
-        source.start()
-        try:
+        with running(source):
             wait_until(lambda: len(partials) >= n_trains, what="all partial results")
-        finally:
-            stop(source)
     assert len({worker for worker, _ in partials}) == 2
     merged = merge_all(stats for _, stats in partials)
     single = RunningStats()
@@ -226,16 +225,13 @@ def test_waits_for_a_worker_then_receives(caplog: pytest.LogCaptureFixture) -> N
                                                           n=1, timeout=0.5, wait=5)
             results, errors = source.sink_to_list(), source.errors.sink_to_list()
             with caplog.at_level(logging.WARNING, logger="kb_streams.worker_receive"):
-                source.start()
-                try:
+                with running(source):
                     wait_until(lambda: "has no workers" in caplog.text, timeout=20,
                                what="the warning")
                     assert (results, errors, source.stats.tasks) == ([], [], 0)
                     client.cluster.scale(1)
                     client.wait_for_workers(1, timeout=30)
                     wait_until(lambda: len(results) >= n_trains, what="all trains")
-                finally:
-                    stop(source)
         assert [tid for tid, _, _ in results] == list(range(FIRST, FIRST + n_trains))
         assert errors == []
         assert caplog.text.count("has no workers") == 1  # once, not every second
@@ -297,8 +293,7 @@ def test_idle_receiver_cannot_let_a_train_it_took_pass(cluster: ProcessCluster) 
             server.endpoint, slow_on, cluster.client, n=2, timeout=0.3, wait=30,
             kwargs={"slow": slow, "delay": 0.6})
         results = source.sink_to_list()
-        source.start()
-        try:
+        with running(source):
             wait_until(lambda: sum(cluster.client.run(count_receivers).values()) == 2,
                        what="both receivers")
             pairs = trains(2 * rounds, first=first)
@@ -310,8 +305,6 @@ def test_idle_receiver_cannot_let_a_train_it_took_pass(cluster: ProcessCluster) 
                     server.feed(*next(pairs))
                 wait_until(lambda r=r: len(results) + source.stats.late >= 2 * r + 2,
                            timeout=20, what="both trains of the pair")
-        finally:
-            stop(source)
     tids = [tid for tid, _ in results]
     assert tids == list(range(first, first + 2 * rounds))
     assert len({worker for _, worker in results}) == 2  # each pair was split over the receivers
@@ -328,12 +321,9 @@ def test_stop_is_quiet_and_frees_the_workers(cluster: ProcessCluster) -> None:
         source = Stream.from_karabo_bridge_on_workers(server.endpoint, slow_on, cluster.client,
                                                       n=2, timeout=5, wait=5)
         results = source.sink_to_list()
-        source.start()
-        try:
+        with running(source):
             wait_until(lambda: len(results) >= 6, what="all trains")
             wait_until(lambda: source.stats.tasks >= 10, what="tasks waiting for trains")
-        finally:
-            stop(source)
 
     def executing(dask_worker) -> int:
         return len(dask_worker.state.executing)
@@ -356,11 +346,8 @@ def test_sharded_start_drops_trains_a_shard_never_had(cluster: ProcessCluster) -
         source = Stream.from_karabo_bridge_on_workers(shards, module_sums, cluster.client,
                                                       timeout=0.5, wait=30)
         results = source.sink_to_list()
-        source.start()
-        try:
+        with running(source):
             wait_until(lambda: len(results) >= n_trains - 3, timeout=20, what="merged trains")
-        finally:
-            stop(source)
     assert [parts["Q1"][0] for parts in results] == list(range(FIRST + 3, FIRST + n_trains))
     assert source.stats.incomplete == 3
 

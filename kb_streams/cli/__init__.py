@@ -10,7 +10,7 @@ import sys
 from .. import __version__
 from ..endpoints import check_endpoint
 from ..errors import EndpointError
-from ._output import EXIT_USAGE, fail
+from ._output import EXIT_USAGE, CommandFailed, fail
 
 # one module in kb_streams.cli per sub-command, each with add_parser(subparsers) and run(args)
 SUBCOMMANDS = ("demo", "run", "simulate", "inspect", "monitor", "bench")
@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except EndpointError as exc:
         return fail(args.command, str(exc), EXIT_USAGE)
+    except CommandFailed as exc:
+        return fail(args.command, str(exc), exc.code)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

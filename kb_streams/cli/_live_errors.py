@@ -98,14 +98,15 @@ class ErrorDigest:
     """
 
     def __init__(self, streams: Iterable[Stream] = (), logger: str = "kb_streams") -> None:
-        self.count = 0  # records from the .errors streams
         self.kinds: dict[tuple[str, str, str], ErrorKind] = {}
         self._failed_ids: set[int] = set()
         self._failed_unknown = 0
         # the last exceptions taken: the same failure may come both on a stream and in the log
         self._seen: deque[BaseException] = deque(maxlen=64)
         self._lock = threading.Lock()
-        self._sinks = [stream.sink(self._from_stream) for stream in streams]
+        # a stream reached twice (nodes sharing one) is read once, else its records count twice
+        unique = {id(stream): stream for stream in streams}.values()
+        self._sinks = [stream.sink(self._from_stream) for stream in unique]
         self._logger = logging.getLogger(logger)
         self._handler = _FailureHandler(self)
         self._logger.addHandler(self._handler)
@@ -117,11 +118,12 @@ class ErrorDigest:
 
     @property
     def total(self) -> int:
-        """All failures, of every kind."""
+        """All failures, of every kind, each counted once however many ways it was reported."""
         return sum(kind.count for kind in self.kinds.values())
 
+    count = total
+
     def _from_stream(self, record: Any) -> None:
-        self.count += 1
         exception = getattr(record, "exception", None)
         node = getattr(record, "node", None) or getattr(record, "func", None) or "graph"
         text = (f"{type(exception).__name__}: {exception}" if exception is not None
@@ -132,7 +134,8 @@ class ErrorDigest:
 
     def add(self, train_id: int | None, node: str, text: str, traceback: str = "",
             exception: BaseException | None = None, endpoint: str | None = None) -> None:
-        """Count one failure (thread-safe); one already taken (the same exception) is skipped."""
+        """Count one failure (thread-safe); one already taken (the same exception: a stream's
+        record and the log's) is skipped."""
         with self._lock:
             if exception is not None:
                 if any(seen is exception for seen in self._seen):
@@ -218,7 +221,7 @@ def error_streams(source: Stream) -> list[Stream]:
             continue
         seen.add(id(node))
         errors = getattr(node, "errors", None)
-        if isinstance(errors, Stream) and errors is not node:
+        if isinstance(errors, Stream) and errors is not node and errors not in found:
             found.append(errors)
         todo.extend(d for d in node.downstreams if d is not None)
     return found

@@ -200,11 +200,12 @@ class LiveView:
     def cells(self) -> dict[str, str]:
         """The source's counters as ``{label: text}``: throughput, rate, then the others.
 
-        ``errors`` counts the failures on the errors streams (the source's and the graph's).
+        ``errors`` counts the failures reported on the errors streams (the source's and the
+        graph's) or in the source's failure log, each once.
         """
         cells = {}
         for label, name, value, unit in self.source.stats.shown():
-            cells[label] = _text(self.errors.count if name == "failures" else value, unit)
+            cells[label] = _text(self.errors.total if name == "failures" else value, unit)
             if len(cells) == 1:
                 cells["per s"] = f"{self._update_rate():.1f}"
         return cells

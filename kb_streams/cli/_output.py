@@ -1,7 +1,8 @@
-"""Helpers shared by ``kb-streams simulate``, ``inspect`` and ``monitor``.
+"""Helpers shared by the ``kb-streams`` sub-commands.
 
-Rich output on a terminal, plain lines when piped; one-line errors on stderr; human-readable
-sizes and durations; the bridge socket options every reading command takes; and
+Rich output on a terminal, plain lines when piped; one-line errors on stderr and exit codes;
+human-readable sizes and durations; a sub-command's parser; the bridge socket options every
+reading command takes, and the client they open.
 """
 
 from __future__ import annotations
@@ -10,8 +11,11 @@ import argparse
 import math
 import signal
 import sys
-from collections.abc import Sequence
-from typing import TextIO
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from ..client import Client
 
 EXIT_OK = 0
 EXIT_FAILURE = 1  # the command ran but failed: timeout, nothing to read, cannot bind, ...
@@ -20,6 +24,14 @@ EXIT_USAGE = 2  # bad arguments (argparse uses 2 as well)
 # a reader's socket for each kind of server socket, so users may name either end
 _READER_SOCKETS = {"REQ": "REQ", "SUB": "SUB", "PULL": "PULL",
                    "REP": "REQ", "PUB": "SUB", "PUSH": "PULL"}
+
+
+class CommandFailed(Exception):
+    """Ends a sub-command with a one-line error (see :func:`fail`) and the exit status *code*."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def is_terminal(stream: TextIO | None = None) -> bool:
@@ -42,6 +54,23 @@ def fail(command: str, message: str, code: int = EXIT_FAILURE) -> int:
     text = " ".join(str(message).split())
     print(f"kb-streams {command}: error: {text}", file=sys.stderr, flush=True)
     return code
+
+
+def add_command(subparsers: argparse._SubParsersAction, name: str, run: Callable[..., int], *,
+                help: str, description: str, epilog: str) -> argparse.ArgumentParser:
+    """The parser of sub-command *name*, which calls *run(args)*; *epilog* printed as written."""
+    parser = subparsers.add_parser(name, help=help, description=description, epilog=epilog,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def add_reader_command(subparsers: argparse._SubParsersAction, name: str,
+                       run: Callable[..., int], **texts: str) -> argparse.ArgumentParser:
+    """:func:`add_command` for a command reading one bridge, with :func:`add_reader_arguments`."""
+    parser = add_command(subparsers, name, run, **texts)
+    add_reader_arguments(parser, timeout=10.0)
+    return parser
 
 
 def reader_socket(name: str) -> str:
@@ -97,6 +126,24 @@ def add_reader_arguments(parser: argparse.ArgumentParser, *, timeout: float) -> 
         help=f"give up after S seconds without a train (default: {timeout:g})")
 
 
+def open_reader(args: argparse.Namespace) -> Client:
+    """A :class:`~kb_streams.Client` on the options of :func:`add_reader_arguments`.
+
+    Raises
+    ------
+    CommandFailed
+        With :data:`EXIT_USAGE` if ZeroMQ refuses the endpoint.
+    """
+    import zmq
+
+    from ..client import Client
+
+    try:
+        return Client(args.endpoint, sock=args.sock, timeout=args.timeout)
+    except zmq.ZMQError as exc:
+        raise CommandFailed(f"bad endpoint {args.endpoint!r}: {exc}", EXIT_USAGE) from None
+
+
 def handle_termination() -> None:
     """Turn SIGINT and SIGTERM into KeyboardInterrupt, even if the shell ignored SIGINT."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -135,6 +182,18 @@ def format_seconds(seconds: float | None) -> str:
     if abs(seconds) < 1:
         return f"{seconds * 1000:.1f} ms"
     return f"{seconds:.2f} s"
+
+
+def label_grid(rows: Sequence[tuple[str, str]], *, justify: str = "right") -> Any:
+    """A rich grid of ``(label, text)`` rows for a terminal, labels in bold (*justify*-ed)."""
+    from rich.table import Table
+
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", justify=justify)
+    grid.add_column()
+    for label, text in rows:
+        grid.add_row(label, text)
+    return grid
 
 
 def plain_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -8,24 +8,28 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import zmq
 
 from ..errors import ProtocolError
 from ..protocol import Message
 from ..train import Train
 from ._output import (
     EXIT_OK,
-    EXIT_USAGE,
-    add_reader_arguments,
+    add_reader_command,
     fail,
     format_bytes,
     format_seconds,
     is_terminal,
+    label_grid,
+    open_reader,
     plain_table,
 )
 
 COMMAND = "inspect"
 COLUMNS = ["source", "key", "type", "shape", "size", "value"]
+
+HELP = "receive one train and print what it holds"
+DESCRIPTION = ("Receive one train from a Karabo bridge endpoint and print a table of its "
+              "sources and keys.")
 
 EPILOG = """\
 examples:
@@ -43,27 +47,16 @@ seconds, or if no source of the train matches.
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        COMMAND, help="receive one train and print what it holds",
-        description="Receive one train from a Karabo bridge endpoint and print a table of its "
-                    "sources and keys.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_reader_arguments(parser, timeout=10.0)
+    parser = add_reader_command(subparsers, COMMAND, run, help=HELP, description=DESCRIPTION,
+                                epilog=EPILOG)
     parser.add_argument("--source", "-s", action="append", default=None, metavar="GLOB",
                         help="show only the sources matching GLOB, e.g. '*XGM*' "
                              "(repeat for more patterns; default: all)")
-    parser.set_defaults(func=run)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..client import Client
-
-    try:
-        client = Client(args.endpoint, sock=args.sock, timeout=args.timeout)
-    except zmq.ZMQError as exc:
-        return fail(COMMAND, f"bad endpoint {args.endpoint!r}: {exc}", EXIT_USAGE)
+    client = open_reader(args)
     try:
         message = client.next_message()
     except TimeoutError:
@@ -176,13 +169,8 @@ def print_rich(message: Message, train: Train, args: argparse.Namespace,
     from rich.table import Table
 
     console = Console()
-    head = Table.grid(padding=(0, 2))
-    head.add_column(style="bold")
-    head.add_column()
-    for label, text in [("endpoint", f"{args.endpoint} ({args.sock})"),
-                        *summary(message, train, shown)]:
-        head.add_row(label, text)
-    console.print(head)
+    console.print(label_grid([("endpoint", f"{args.endpoint} ({args.sock})"),
+                              *summary(message, train, shown)], justify="left"))
     by_source: dict[str, list[list[str]]] = {}
     for row in rows(message, shown):
         by_source.setdefault(row[0], []).append(row[1:])

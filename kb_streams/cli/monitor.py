@@ -11,25 +11,28 @@ import time
 from collections import deque
 from typing import Any
 
-import zmq
-
 from ..errors import ProtocolError
 from ..stats import StreamStats
 from ..train import Train
 from ._output import (
     EXIT_OK,
-    EXIT_USAGE,
-    add_reader_arguments,
+    add_reader_command,
     fail,
     format_bytes,
     format_seconds,
     handle_termination,
     is_terminal,
+    label_grid,
+    open_reader,
     positive_float,
     positive_int,
 )
 
 COMMAND = "monitor"
+
+HELP = "live trains/s, MB/s, gaps, age and decode errors of a stream"
+DESCRIPTION = ("Receive trains from a Karabo bridge endpoint and report throughput, "
+              "train-ID gaps, data age and decode errors as they arrive.")
 
 EPILOG = """\
 examples:
@@ -45,13 +48,8 @@ within --timeout seconds.
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        COMMAND, help="live trains/s, MB/s, gaps, age and decode errors of a stream",
-        description="Receive trains from a Karabo bridge endpoint and report throughput, "
-                    "train-ID gaps, data age and decode errors as they arrive.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_reader_arguments(parser, timeout=10.0)
+    parser = add_reader_command(subparsers, COMMAND, run, help=HELP, description=DESCRIPTION,
+                                epilog=EPILOG)
     parser.add_argument("--trains", "-n", type=positive_int, default=None, metavar="N",
                         help="stop after N trains (default: run until Ctrl-C)")
     parser.add_argument("--interval", type=positive_float, default=1.0, metavar="S",
@@ -59,7 +57,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--latest", action="store_true",
                         help="keep only the newest waiting train (older ones count as dropped); "
                              "by default every train is received and counted")
-    parser.set_defaults(func=run)
     return parser
 
 
@@ -140,13 +137,8 @@ class _LiveView:
         return (now["trains"] - trains0) / (t - t0), (now["bytes"] - bytes0) / (t - t0)
 
     def __rich__(self) -> Any:
-        from rich.table import Table
-
         s = self.stats.as_dict()
         rate, byte_rate = self._rates(s)
-        table = Table.grid(padding=(0, 2))
-        table.add_column(style="bold", justify="right")
-        table.add_column()
         target = f" / {self.args.trains}" if self.args.trains else ""
         errors = s["decode_errors"]
         rows = [
@@ -160,19 +152,12 @@ class _LiveView:
             ("decode errors", f"[red]{errors}[/]" if errors else "0"),
             ("protocol", s["protocol_version"] or "n/a"),
         ]
-        for label, text in rows:
-            table.add_row(label, text)
-        return table
+        return label_grid(rows)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..client import Client
-
     handle_termination()
-    try:
-        client = Client(args.endpoint, sock=args.sock, timeout=args.timeout)
-    except zmq.ZMQError as exc:
-        return fail(COMMAND, f"bad endpoint {args.endpoint!r}: {exc}", EXIT_USAGE)
+    client = open_reader(args)
 
     terminal = is_terminal()
     stats: StreamStats = client.stats

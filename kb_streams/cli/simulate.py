@@ -15,6 +15,7 @@ from ._output import (
     EXIT_FAILURE,
     EXIT_OK,
     EXIT_USAGE,
+    add_command,
     fail,
     format_bytes,
     handle_termination,
@@ -27,6 +28,10 @@ from ._split import part_argument, serve_split
 
 COMMAND = "simulate"
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:45000"
+
+HELP = "serve simulated detector trains over the Karabo bridge"
+DESCRIPTION = ("Serve simulated detector trains (with XGM, delay line and motor sources) "
+              "over a Karabo bridge socket that any bridge client can read.")
 
 EPILOG = f"""\
 examples:
@@ -45,12 +50,8 @@ Read it with: kb-streams monitor {DEFAULT_ENDPOINT}   (or karabo_bridge.Client, 
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        COMMAND, help="serve simulated detector trains over the Karabo bridge",
-        description="Serve simulated detector trains (with XGM, delay line and motor sources) "
-                    "over a Karabo bridge socket that any bridge client can read.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_command(subparsers, COMMAND, run, help=HELP, description=DESCRIPTION,
+                         epilog=EPILOG)
     catalogue = _catalogue()
     names = list(catalogue.get("DETECTORS", {}))
     extras = catalogue.get("EXTRAS", ())
@@ -104,7 +105,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                              "e.g. --split 'det=*DET*' --split 'slow=*XGM*+*PPODL*:delay=0.3'")
     parser.add_argument("--describe", action="store_true",
                         help="print what would be sent (sources, keys, shapes) and exit")
-    parser.set_defaults(func=run, without=[], binds=True)
+    parser.set_defaults(without=[], binds=True)
     return parser
 
 

@@ -74,7 +74,7 @@ from typing import Any
 import numpy as np
 
 from . import camera as _camera
-from .base import Component
+from .base import Component, DetectorSetup
 from .camera import Camera
 from .devices import XGM_SAMPLES, DelayLine, Motor, Xgm
 from .epix import Epix100
@@ -298,16 +298,15 @@ def simulate(
     rng = np.random.default_rng([seed, 0])
     scan = scene.scan(pool_size, pulses, rng)
     filled = frozenset(faults.missing_module) if combined else frozenset()
+    setup = DetectorSetup(raw=raw, layout=layout, pulses=pulses, scene=scene, scan=scan, rng=rng,
+                          gain=bool(gain))
     component: Component
     roi: dict[str, Roi]
     if family in ("AGIPD", "LPD"):
-        component = XtdfDetector(family, combined=combined, raw=raw, layout=layout,
-                                 pulses=pulses, scene=scene, scan=scan, rng=rng,
-                                 filled_modules=filled, gain=bool(gain))
+        component = XtdfDetector(family, setup, combined=combined, filled_modules=filled)
         roi = component.roi()
     elif family == "JUNGFRAU":
-        component = Jungfrau(n_modules=n_modules, raw=raw, layout=layout, pulses=pulses,
-                             scene=scene, scan=scan, rng=rng, gain=bool(gain))
+        component = Jungfrau(setup, n_modules=n_modules)
         roi = component.roi()
     elif family == "EPIX":
         component = Epix100(raw=raw, layout=layout, scene=scene, scan=scan, rng=rng)

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-__all__ = ["Component", "Field", "TrainContext", "field_of", "frozen", "render"]
+if TYPE_CHECKING:
+    from .scene import Scan, Scene
+
+__all__ = ["Component", "DetectorSetup", "Field", "PixelDetector", "TrainContext", "field_of",
+           "frozen", "render"]
 
 #: Schema entry: ``(dtype, shape)`` for arrays, ``(python type name, None)`` for other values.
 Field = tuple[str, tuple[int, ...] | None]
@@ -107,6 +111,44 @@ class Component(ABC):
     def pool_estimate(self, n_steps: int) -> int:
         """Bytes the pool will hold, from the schema (before :meth:`prepare`)."""
         return n_steps * self.train_nbytes(self.pooled_keys) if self.pooled_keys else 0
+
+
+@dataclass(frozen=True)
+class DetectorSetup:
+    """What a simulated pixel detector renders its images from.
+
+    Attributes
+    ----------
+    raw, layout, pulses, gain
+        As for :func:`kb_streams.simulate.simulate`.
+    scene, scan
+        The ground truth and the per-step amplitudes.
+    rng
+        Random generator for the noise.
+    """
+
+    raw: bool
+    layout: str
+    pulses: int
+    scene: Scene
+    scan: Scan
+    rng: np.random.Generator
+    gain: bool = True
+
+
+class PixelDetector(Component):
+    """A pixel detector (JUNGFRAU, AGIPD, LPD): its setup as attributes, an empty pool."""
+
+    def __init__(self, setup: DetectorSetup) -> None:
+        self.raw = setup.raw
+        self.layout = setup.layout
+        self.pulses = setup.pulses
+        self.scene = setup.scene
+        self.scan = setup.scan
+        self.rng = setup.rng
+        self.gain = setup.gain
+        self._pool: list[Any] = []
+        self._shared: dict[str, np.ndarray] = {}
 
 
 def _orient_pixels(response: np.ndarray, axes: tuple[str, ...]) -> np.ndarray:

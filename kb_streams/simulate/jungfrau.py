@@ -24,10 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from .base import Component, Field, TrainContext, frozen, render
+from .base import DetectorSetup, Field, PixelDetector, TrainContext, frozen, render
 from .geometry import MODULE_SHAPE, RAW_OFFSET, RING_RADIUS, Roi, find_roi, module_radius
 from .names import JUNGFRAU_DOMAIN
-from .scene import Scan, Scene
 
 __all__ = ["Jungfrau"]
 
@@ -35,22 +34,17 @@ MAX_CELLS = 16
 MAX_MODULES = 8
 
 
-class Jungfrau(Component):
+class Jungfrau(PixelDetector):
     """A JUNGFRAU detector of ``n_modules`` modules, ``pulses`` memory cells per train."""
 
     name = "JUNGFRAU"
     pooled_keys = ("data.adc",)
 
-    def __init__(self, *, n_modules: int, raw: bool, layout: str, pulses: int, scene: Scene,
-                 scan: Scan, rng: np.random.Generator, gain: bool = True) -> None:
+    def __init__(self, setup: DetectorSetup, *, n_modules: int) -> None:
+        super().__init__(setup)
         self.n_modules = n_modules
-        self.raw = raw
-        self.layout = layout
-        self.pulses = pulses
-        self.scene = scene
-        self.scan = scan
-        self.rng = rng
-        self.gain = gain or raw
+        self.gain = setup.gain or setup.raw
+        raw, layout = setup.raw, setup.layout
         if raw:
             pattern = f"{JUNGFRAU_DOMAIN}/DET/JNGFR{{:02d}}:daqOutput"
         else:
@@ -58,8 +52,6 @@ class Jungfrau(Component):
             pattern = f"{JUNGFRAU_DOMAIN}/CORR/JNGFR{{:02d}}:{channel}"
         self.module_sources = {number: pattern.format(number)
                                for number in range(1, n_modules + 1)}
-        self._pool: list[list[np.ndarray]] = []
-        self._shared: dict[str, np.ndarray] = {}
 
     @property
     def sources(self) -> list[str]:

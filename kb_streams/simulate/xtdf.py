@@ -36,10 +36,9 @@ from typing import Any
 
 import numpy as np
 
-from .base import Component, Field, TrainContext, frozen, render
+from .base import DetectorSetup, Field, PixelDetector, TrainContext, frozen, render
 from .geometry import MODULE_SHAPE, RAW_OFFSET, RING_RADIUS, Roi, find_roi, module_radius
 from .names import XTDF_DOMAIN
-from .scene import Scan, Scene
 
 __all__ = ["XtdfDetector"]
 
@@ -48,21 +47,17 @@ MAX_PULSES = {"AGIPD": 352, "LPD": 512}
 _RAW_GAIN_LEVEL = 4500  # raw AGIPD analog gain value of the high-gain stage, ADU
 
 
-class XtdfDetector(Component):
+class XtdfDetector(PixelDetector):
     """AGIPD or LPD, as 16 module sources (``combined=False``) or one stacked source.
 
     Parameters
     ----------
     detector
         ``'AGIPD'`` or ``'LPD'``.
+    setup
+        Pulses, layout, raw or corrected, gain, scene, scan and noise (:class:`DetectorSetup`).
     combined
         One source with all modules instead of one source per module.
-    raw, layout, pulses, gain
-        As for :func:`kb_streams.simulate.simulate`.
-    scene, scan
-        The ground truth and the per-step amplitudes.
-    rng
-        Random generator for the noise.
     filled_modules
         Module numbers filled with NaN (0 when raw) in a combined source, for the
         ``missing_module`` fault.
@@ -70,31 +65,22 @@ class XtdfDetector(Component):
 
     pooled_keys = ("image.data",)
 
-    def __init__(self, detector: str, *, combined: bool, raw: bool, layout: str, pulses: int,
-                 scene: Scene, scan: Scan, rng: np.random.Generator,
-                 filled_modules: frozenset[int] = frozenset(), gain: bool = True) -> None:
+    def __init__(self, detector: str, setup: DetectorSetup, *, combined: bool,
+                 filled_modules: frozenset[int] = frozenset()) -> None:
+        super().__init__(setup)
         self.detector = detector
         self.combined = combined
-        self.raw = raw
-        self.layout = layout
-        self.pulses = pulses
-        self.scene = scene
-        self.scan = scan
-        self.rng = rng
         self.filled_modules = filled_modules
-        self.gain = gain
         self.name = detector if combined else f"{detector}-modules"
         self.domain = XTDF_DOMAIN[detector]
         self.module_shape = MODULE_SHAPE[detector]
         self.gain_axis = 2 if detector == "AGIPD" else 1
         self.module_sources = [f"{self.domain}/DET/{m}CH0:xtdf" for m in range(N_MODULES)]
-        if layout == "file":
+        if self.layout == "file":
             self.combined_source = f"{self.domain}/DET/APPEND"
         else:
             self.combined_source = (f"{self.domain}/CAL/APPEND_"
-                                    + ("RAW" if raw else "CORRECTED"))
-        self._pool: list[Any] = []
-        self._shared: dict[str, np.ndarray] = {}
+                                    + ("RAW" if self.raw else "CORRECTED"))
 
     # --- layout -------------------------------------------------------------------------
     @property
