@@ -271,6 +271,11 @@ class Dashboard:
         """The page's URL while served."""
         return self._server.url if self._server is not None else None
 
+    @property
+    def web_pid(self) -> int | None:
+        """The ID of the web process serving the page, while served."""
+        return self._server.pid if self._server is not None else None
+
     def stop(self) -> None:
         """Stop serving (the graph is not touched)."""
         if self._server is not None:

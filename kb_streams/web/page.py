@@ -217,7 +217,7 @@ class _Header:
     def __init__(self, mirror: Mirror, title: str, session: str) -> None:
         self.mirror, self.title = mirror, title
         self.text = Div(text=f"<h2>{html.escape(title)}</h2>", name="header")
-        paused = bool(mirror.status.get("paused"))
+        self.paused = paused = bool(mirror.status.get("paused"))  # as the graph last said
         self.pause = Toggle(label="Resume" if paused else "Pause", active=paused, width=100,
                             button_type="primary", name="pause")
         self.pause.on_change("active", lambda attr, old, new: mirror.send(
@@ -242,9 +242,9 @@ class _Header:
         params = [f"{html.escape(name)} = {html.escape(_shown(p['value']))}"
                   for name, p in status.get("parameters", {}).items()]
         _set_text(self.text, " · ".join(parts) + ("<br>" + " · ".join(params) if params else ""))
-        label = "Resume" if paused else "Pause"
-        if (self.pause.active, self.pause.label) != (paused, label):
-            self.pause.update(active=paused, label=label)
+        if paused != self.paused:  # the graph's value changed (a click here, another page)
+            self.paused = paused
+            self.pause.update(active=paused, label="Resume" if paused else "Pause")
         records = list(status.get("errors", ()))[-8:][::-1]
         _set_text(self.errors, "".join(
             f'<div style="color:#c62828">{time.strftime("%H:%M:%S", time.localtime(t))} '

@@ -57,6 +57,8 @@ class DashboardServer:
         self.allow_origin = allow_origin
         self.nice = nice
         self.process: subprocess.Popen | None = None
+        #: the feeder's request (REP) and control (PULL) endpoints, once started
+        self.endpoints: tuple[str, str] | None = None
         #: CPU seconds the feeder spent per reply that carried a new image (pack and send)
         self.send_seconds: deque[float] = deque(maxlen=1000)
         self._context: zmq.Context | None = None
@@ -84,9 +86,9 @@ class DashboardServer:
             sock.linger = 0
         request_port = requests.bind_to_random_port("tcp://127.0.0.1")
         control_port = controls.bind_to_random_port("tcp://127.0.0.1")
+        self.endpoints = (f"tcp://127.0.0.1:{request_port}", f"tcp://127.0.0.1:{control_port}")
         command = [sys.executable, "-m", "kb_streams.web.app",
-                   "--requests", f"tcp://127.0.0.1:{request_port}",
-                   "--controls", f"tcp://127.0.0.1:{control_port}",
+                   "--requests", self.endpoints[0], "--controls", self.endpoints[1],
                    "--port", str(self.port), "--address", self.address,
                    "--nice", str(self.nice)]
         for origin in self.allow_origin or ():
