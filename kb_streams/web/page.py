@@ -273,7 +273,7 @@ def build_page(mirror: Mirror, doc: Document) -> None:
     status_every = max(1, round(layout["refresh"] * 1000 / _TICK_MS))
     ticks = itertools.count()
 
-    def tick() -> None:
+    def tick(first: bool = False) -> None:
         start = time.thread_time()  # CPU time: what a pull costs, not the waits for the GIL
         now = time.monotonic()
         views = [mirror.plots.get(card.name) for card in cards]
@@ -281,7 +281,7 @@ def build_page(mirror: Mirror, doc: Document) -> None:
         if pacer.ready(now):
             sent = any([card.send_data(view) for card, view in zip(cards, views, strict=True)
                         if view is not None])
-            if sent:
+            if sent and not first:  # the first data goes with the document: nothing to ack
                 pacer.request_ack(now)
         if next(ticks) % status_every == 0:
             header.update()
@@ -290,5 +290,5 @@ def build_page(mirror: Mirror, doc: Document) -> None:
         if sent:
             mirror.pulls.append(time.thread_time() - start)
 
-    tick()
+    tick(first=True)
     doc.add_periodic_callback(tick, _TICK_MS)
