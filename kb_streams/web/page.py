@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 from bokeh.document import Document
+from bokeh.events import DocumentReady
 from bokeh.layouts import column, row
 from bokeh.models import (BoxEditTool, Button, ColumnDataSource, CustomJS, Div,
                           LinearColorMapper, Toggle)
@@ -191,6 +192,8 @@ class _Pacer:
 
     def __init__(self, timeout: float = 5.0) -> None:
         self.timeout = timeout
+        # until the browser's document is ready, changes go with the document it pulls: no ack
+        self.live = False
         self.sent = self.acked = 0
         self.sent_at = float("-inf")
         # the browser copies each request number into the text, which syncs back: the ack
@@ -273,7 +276,7 @@ def build_page(mirror: Mirror, doc: Document) -> None:
     status_every = max(1, round(layout["refresh"] * 1000 / _TICK_MS))
     ticks = itertools.count()
 
-    def tick(first: bool = False) -> None:
+    def tick() -> None:
         start = time.thread_time()  # CPU time: what a pull costs, not the waits for the GIL
         now = time.monotonic()
         views = [mirror.plots.get(card.name) for card in cards]
@@ -281,7 +284,7 @@ def build_page(mirror: Mirror, doc: Document) -> None:
         if pacer.ready(now):
             sent = any([card.send_data(view) for card, view in zip(cards, views, strict=True)
                         if view is not None])
-            if sent and not first:  # the first data goes with the document: nothing to ack
+            if sent and pacer.live:
                 pacer.request_ack(now)
         if next(ticks) % status_every == 0:
             header.update()
@@ -290,5 +293,9 @@ def build_page(mirror: Mirror, doc: Document) -> None:
         if sent:
             mirror.pulls.append(time.thread_time() - start)
 
-    tick(first=True)
+    def ready(_: Any) -> None:
+        pacer.live = True
+
+    doc.on_event(DocumentReady, ready)
+    tick()
     doc.add_periodic_callback(tick, _TICK_MS)
