@@ -168,4 +168,5 @@ class DashboardServer:
         if self._context is not None:
             self._context.term()
             self._context = None
+        self.dashboard.sessions = 0
 
