@@ -42,11 +42,14 @@ def downsample(image: np.ndarray, max_size: int = 512) -> np.ndarray:
     if factor == 1:
         return np.asarray(image, dtype=np.float32)
     rows, cols = (image.shape[0] // factor) * factor, (image.shape[1] // factor) * factor
-    # a sum of strided views: ~15x faster than reshape(...).mean(axis=(1, 3)) for 1 Mpx
-    out = np.zeros((rows // factor, cols // factor), np.float32)
-    for i in range(factor):
-        for j in range(factor):
-            out += image[i:rows:factor, j:cols:factor]
+    # rows first: the image is read once, the pairs of columns are then added in cache
+    # (strided views: ~15x faster than reshape(...).mean(axis=(1, 3)) for 1 Mpx)
+    band = np.array(image[0:rows:factor, :cols], dtype=np.float32)
+    for i in range(1, factor):
+        band += image[i:rows:factor, :cols]
+    out = band[:, 0::factor].copy()
+    for j in range(1, factor):
+        out += band[:, j::factor]
     out *= np.float32(1.0 / factor**2)
     return out
 
