@@ -21,7 +21,7 @@ from typing import Any
 
 import zmq
 
-from . import wire
+from . import views, wire
 
 __all__ = ["Mirror", "PlotView"]
 
@@ -65,6 +65,7 @@ class Mirror:
         self.rate = 0.0  # the sources' trains/s
         self.sessions = 0
         self.pulls: deque[float] = deque(maxlen=1000)  # CPU s of each page pull sending data
+        self.colourings: deque[float] = deque(maxlen=1000)  # CPU s of colouring each image
         self.first_reply = threading.Event()
         self._outbox: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=1000)
         self._stopping = threading.Event()
@@ -136,9 +137,10 @@ class Mirror:
 
     def _request(self) -> dict[str, Any]:
         pulls = [self.pulls.popleft() for _ in range(len(self.pulls))]
+        colourings = [self.colourings.popleft() for _ in range(len(self.colourings))]
         versions = ({name: view.version for name, view in self.plots.items()}
                     if self.sessions else None)
-        return {"versions": versions, "pulls": pulls}
+        return {"versions": versions, "pulls": pulls, "colourings": colourings}
 
     def _take(self, reply: dict[str, Any]) -> None:
         now = time.monotonic()
@@ -150,11 +152,20 @@ class Mirror:
             columns = update["columns"]
             if columns is None and old is not None and old.version == update["version"]:
                 columns = old.columns
+            elif columns is not None and "image" in columns:
+                columns = self._coloured(columns)
             age = update["age"]
             self.plots[name] = PlotView(update["version"], update["train_id"],
                                         None if age is None else now - age, update["rate"],
                                         update["counters"], update["error"], columns)
         self.first_reply.set()
+
+    def _coloured(self, columns: dict[str, Any]) -> dict[str, Any]:
+        """An image's columns with the image as colour indices: once per item, for every page."""
+        start = time.thread_time()
+        indices, low, high = views.colour_image(columns["image"])
+        self.colourings.append(time.thread_time() - start)
+        return {**columns, "image": indices, "low": low, "high": high}
 
     def _count_rate(self, now: float, trains: int | None) -> None:
         if trains is None:

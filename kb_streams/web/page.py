@@ -80,7 +80,7 @@ class _Card:
         if kind == "image":
             fig = figure(title=name, width=460, height=460, tools=_TOOLS, match_aspect=True)
             fig.y_range.flipped = True  # row 0 (slow_scan 0) at the top, as detector images
-            # the graph's process sends colour indices (views.colour_indices): 0 is no data
+            # the mirror holds images as colour indices (views.colour_image): 0 is no data
             mapper = LinearColorMapper(palette=Viridis256, low=1, high=255,
                                        low_color=(0, 0, 0, 0))
             fig.image(image="image", x="x", y="y", dw="dw", dh="dh", source=self.source,

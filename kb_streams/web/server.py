@@ -61,6 +61,8 @@ class DashboardServer:
         self.endpoints: tuple[str, str] | None = None
         #: CPU seconds the feeder spent per reply that carried a new image (pack and send)
         self.send_seconds: deque[float] = deque(maxlen=1000)
+        #: CPU seconds the web process spent colouring each new image (once for all pages)
+        self.colour_seconds: deque[float] = deque(maxlen=1000)
         self._context: zmq.Context | None = None
         self._stopping = threading.Event()
         self._ready = threading.Event()
@@ -140,6 +142,7 @@ class DashboardServer:
 
     def _reply(self, sock: zmq.Socket, request: dict[str, Any]) -> None:
         self.dashboard.pull_seconds.extend(request.get("pulls", ()))
+        self.colour_seconds.extend(request.get("colourings", ()))
         reply: dict[str, Any] = {"status": snapshot.status(self.dashboard),
                                  "layout": snapshot.layout(self.dashboard)}
         known = request.get("versions")

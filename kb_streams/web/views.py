@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["KINDS", "image_columns", "curve_columns", "scalar_value", "histogram_columns",
-           "tile_modules", "downsample", "colour_indices", "NO_DATA"]
+           "tile_modules", "downsample", "colour_image", "colour_indices", "NO_DATA"]
 
 #: The colour index of a pixel without data (NaN: a gap between modules); 1-255 are the scale.
 NO_DATA = 0
@@ -99,14 +99,14 @@ def image_columns(item: Any, *, geometry: Any = None, max_size: int = 512) -> di
     ``(module, slow_scan, fast_scan)``: assembled by ``geometry.position_modules`` (an
     extra_geom geometry) when given, else tiled (:func:`tile_modules`). The columns keep the
     full image's pixel coordinates (``dw``, ``dh``), so that what is drawn on the plot (an ROI)
-    is in detector pixels. The image is sent as colour indices (:func:`colour_indices`) between
-    ``low`` and ``high``, about the 1st and 99th percentiles.
+    is in detector pixels. The graph's process does this much; the web process colours the
+    image (:func:`colour_image`).
 
     Examples
     --------
     >>> cols = image_columns(np.arange(16.0).reshape(4, 4), max_size=2)
     >>> cols["image"][0].shape, cols["image"][0].dtype, cols["dw"], cols["dh"]
-    ((2, 2), dtype('uint8'), [4], [4])
+    ((2, 2), dtype('float32'), [4], [4])
     >>> class Geometry:  # what an extra_geom geometry offers: (image, centre)
     ...     def position_modules(self, data):
     ...         return np.concatenate(list(data)), (0, 0)
@@ -122,13 +122,25 @@ def image_columns(item: Any, *, geometry: Any = None, max_size: int = 512) -> di
     if data.ndim != 2:
         raise ValueError(f"an image plot needs a 2D image or (module, ss, fs) modules, "
                          f"not shape {data.shape}")
-    small = downsample(data, max_size)
-    sample = small[::4, ::4]  # colour limits from 1 pixel in 16: a full sort costs ~10 ms
+    return {"image": [downsample(data, max_size)], "x": [0], "y": [0],
+            "dw": [data.shape[1]], "dh": [data.shape[0]]}
+
+
+def colour_image(image: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """A screen-sized image as colour indices (:func:`colour_indices`) between ``low`` and
+    ``high``, about its 1st and 99th percentiles: ``(indices, low, high)``.
+
+    Examples
+    --------
+    >>> indices, low, high = colour_image(np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8))
+    >>> indices.dtype, int(indices.min()), int(indices.max()), round(low, 2), round(high, 2)
+    (dtype('uint8'), 1, 255, 0.0, 0.57)
+    """
+    sample = image[::4, ::4]  # colour limits from 1 pixel in 16: a full sort costs ~10 ms
     finite = sample[np.isfinite(sample)]
     low, high = (np.percentile(finite, [1, 99]) if finite.size else (0.0, 1.0))
     low, high = float(low), (float(high) if high > low else float(low) + 1.0)
-    return {"image": [colour_indices(small, low, high)], "x": [0], "y": [0],
-            "dw": [data.shape[1]], "dh": [data.shape[0]], "low": low, "high": high}
+    return colour_indices(image, low, high), low, high
 
 
 def curve_columns(item: Any) -> dict[str, Any]:
