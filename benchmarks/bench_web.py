@@ -7,7 +7,8 @@ Three measurements, one run (``kb-streams bench web``; ``--seconds 4`` for a qui
     simulator, paced at 10 trains/s as ``kb-streams demo`` runs it, and unpaced (as fast as the
     graph takes trains). Trains/s are measured in alternating windows with no page open and with
     two browser sessions open. The browser runs on this same machine: under ``nice -n 19`` by
-    default (``--browser-nice``), standing in for the scientist's own computer, so that what is
+    default (``--browser-nice``; its session's autogroup too, else the niceness would not count
+    against this process), standing in for the scientist's own computer, so that what is
     measured is what the pages cost this process (the server side); ``--browser-nice 0`` lets
     chromium's rendering compete for the same cores as well. Target: with two sessions >= 0.95 x
     without.
