@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import socket
 import sys
 import threading
@@ -78,6 +79,9 @@ def _bokeh_server(mirror: Mirror, args: argparse.Namespace) -> Any:
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     logging.basicConfig(level=logging.WARNING, format="dashboard web process: %(message)s")
+    # Ctrl-C in a terminal reaches the whole process group: the graph's process decides, and
+    # this one ends with it (no KeyboardInterrupt traceback from here)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     exit_with_parent()
     if args.nice > 0:
         try:
