@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -87,3 +88,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"Stream.from_run(rate=None) graph: {source:.1f} trains/s")
         print(f"ratio from_run / run.trains(): {source / loop:.2f} (target >= 0.9)")
     return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    sys.exit(main(parser.parse_args()))

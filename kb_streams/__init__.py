@@ -56,7 +56,7 @@ _LAZY = {
     "OffloadStats": "stats",
     "WorkerReceiveStats": "stats",
     "to_karabo_bridge": "sinks",
-    "to_bridge_train": "sinks",
+    "to_bridge_train": "bridge_train",
     "SinkStats": "stats",
     "ErrorRecord": "records",
     "connect": "dask.cluster",

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .train import train_id_of
+from .train_id import train_id_of
 
 __all__ = ["Column", "RowFile", "open_results", "row_of"]
 

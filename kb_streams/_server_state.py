@@ -2,7 +2,8 @@
 
 A :class:`~kb_streams.server.BridgeServer` serves from one loop at a time (its thread, the
 caller's thread or an asyncio task) and may be closed from any thread, including the loop's own.
-The socket belongs to the loop while it runs, so whoever ends last releases it.
+The socket belongs to the loop while it runs, so whoever ends last releases it. The server's own
+thread is started here too, so that it is marked serving before ``start()`` returns.
 """
 
 from __future__ import annotations
@@ -47,6 +48,39 @@ class ServingState:
     def serving(self, feeding: bool, name: str) -> _Serving:
         """Context manager marking one serving loop; :class:`RuntimeError` if closed or busy."""
         return _Serving(self, feeding, name)
+
+    def start_thread(self, feeding: bool, name: str, serve: Callable[[], object],
+                     failed: Callable[[BaseException], None]) -> threading.Thread:
+        """Run *serve* as the serving loop of a new daemon thread; return once it has begun.
+
+        Raises what :meth:`serving` raises (closed or busy) when the loop was refused. An
+        exception out of *serve* goes to *failed*, called in the thread's ``except`` block.
+        """
+        ready = threading.Event()
+        refused: list[BaseException] = []
+
+        def run() -> None:
+            guard = self.serving(feeding, name)
+            try:
+                guard.__enter__()
+            except BaseException as exc:
+                refused.append(exc)
+                return
+            finally:
+                ready.set()
+            try:
+                serve()
+            except BaseException as exc:
+                failed(exc)
+            finally:
+                guard.__exit__()
+
+        thread = threading.Thread(target=run, name="BridgeServer", daemon=True)
+        thread.start()
+        ready.wait()
+        if refused:
+            raise refused[0]
+        return thread
 
     def close(self, linger_ms: int) -> bool:
         """Stop serving and release the socket, now or as the serving loop ends.

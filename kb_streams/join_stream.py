@@ -17,7 +17,8 @@ from typing import Any
 from streamz import Stream
 from tornado.ioloop import PeriodicCallback
 
-from .join import Joined, JoinStats, Late, TrainJoiner
+from .join import TrainJoiner
+from .join_records import Joined, JoinStats, Late
 from .train import Train, train_id_of
 
 __all__ = ["MISSING", "JoinedTuple", "from_karabo_bridges", "join_trains", "merge_trains"]

@@ -44,6 +44,14 @@ def _open(run: Any) -> Any:
     return run  # a DataCollection
 
 
+def run_label(run: Any) -> str:
+    """``run`` (as :func:`from_run` takes it) for people: its path, ``proposal P run R``, or
+    ``a DataCollection``."""
+    if isinstance(run, tuple):
+        return f"proposal {run[0]} run {run[1]}"
+    return str(run) if isinstance(run, str | Path) else "a DataCollection"
+
+
 def _as_sent(data: dict[str, dict[str, Any]]) -> tuple[dict, dict]:
     """``(data, meta)`` as the file streamer puts a train on the wire."""
     meta = {}
@@ -158,6 +166,10 @@ class from_run(from_karabo_bridge):
     >>> source.start(); source.join()  # doctest: +SKIP
     """
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> from_run:
+        # not the bridge source's: a (proposal, run) tuple is one run, not several bridges
+        return object.__new__(cls)
+
     def __init__(self, run: Any, *, sources: Any = None, trains: Any = None,
                  rate: float | str | None = 10.0, loop: bool = False,
                  shuffle_sources: bool = False, max_in_flight: int | None = None,
@@ -176,6 +188,8 @@ class from_run(from_karabo_bridge):
         self.rate = rate
         self.repeat = loop
         self.shuffle_sources = shuffle_sources
+        #: the run, for people: its path, ``proposal P run R`` or ``a DataCollection``
+        self.run_label = run_label(run)
         super().__init__(f"run:{run if isinstance(run, str | Path | tuple) else 'collection'}",
                          "PULL", timeout=None, max_in_flight=max_in_flight, latest=False,
                          forget=forget, start=False, asynchronous=asynchronous,

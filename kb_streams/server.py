@@ -9,15 +9,14 @@ bounded queue. Each item is a ``(data, meta)`` tuple, a bare ``data`` dict (meta
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from typing import Any
 
 import zmq
-import zmq.asyncio
 
 from ._drop_queue import DropQueue
+from ._server_socket import SOCKET_TYPES, bind_server_socket, normalise_endpoint
 from ._server_state import ServingState
 from ._serving import (
     Prepared,
@@ -29,27 +28,13 @@ from ._serving import (
     drive_async,
     prepare,
 )
-from .endpoints import check_endpoint
 from .stats import ServerStats
 
 __all__ = ["BridgeServer", "ServerStats"]
 
 log = logging.getLogger(__name__)
 
-SOCKET_TYPES = {"REP": zmq.REP, "PUB": zmq.PUB, "PUSH": zmq.PUSH}
 PROTOCOL_VERSIONS = ("2.2", "1.0")
-DEFAULT_ENDPOINT = "tcp://127.0.0.1:0"
-
-# A REP socket queues this many replies per reader at most (beyond, ZeroMQ drops them): room for
-# a client's prefetch, and a bound on what a reader that never reads can pin (a few trains).
-_REP_SNDHWM = 4
-_MAX_REQUEST_BYTES = 64 * 1024  # MAXMSGSIZE: a peer sending more is disconnected unread
-
-
-def _normalise_endpoint(endpoint: str | int | None) -> str:
-    if endpoint is None:
-        return DEFAULT_ENDPOINT
-    return check_endpoint(endpoint, bind=True)
 
 
 class BridgeServer:
@@ -126,7 +111,7 @@ class BridgeServer:
             raise ValueError(f"unsupported server socket {sock!r}: use one of REP, PUB, PUSH")
         if protocol_version not in PROTOCOL_VERSIONS:
             raise ValueError(f"unsupported protocol version {protocol_version!r}: use 2.2 or 1.0")
-        endpoint = _normalise_endpoint(endpoint)
+        endpoint = normalise_endpoint(endpoint)
         self.sock = sock_name
         self.protocol_version = protocol_version
         self.dummy_timestamps = dummy_timestamps
@@ -135,23 +120,13 @@ class BridgeServer:
 
         self._own_context = context is None
         self._context = zmq.Context() if context is None else context
-        # One socket, two views: the asyncio socket owns it (closing it also unhooks it from an
-        # event loop); serve() and start() use a plain shadow of it.
-        self._asocket = zmq.asyncio.Socket(self._context, SOCKET_TYPES[sock_name])
-        self._socket = zmq.Socket.shadow(self._asocket.underlying)
         try:
-            self._socket.linger = 0
-            self._socket.set_hwm(hwm)
-            self._socket.maxmsgsize = _MAX_REQUEST_BYTES
-            if sock_name == "REP":
-                self._socket.sndhwm = max(hwm, _REP_SNDHWM)
-            self._socket.bind(_normalise_endpoint(endpoint))
-        except zmq.ZMQError as exc:
-            self._release(0)
-            raise zmq.ZMQError(
-                exc.errno, f"cannot bind {_normalise_endpoint(endpoint)}: {exc}") from None
-        bound = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
-        self._endpoint = bound.replace("0.0.0.0", socket.gethostname())
+            self._asocket, self._socket, self._endpoint = bind_server_socket(
+                self._context, sock_name, endpoint, hwm)
+        except zmq.ZMQError:
+            if self._own_context:
+                self._context.term()
+            raise
 
         self._queue: DropQueue[Any] = DropQueue(maxlen)
         self._state = ServingState(self._release)
@@ -306,36 +281,14 @@ class BridgeServer:
         if self.running:
             raise RuntimeError(f"bridge server {self.endpoint} is already serving")
         self.error = None
-        ready = threading.Event()
-        refused: list[BaseException] = []
-        self._thread = threading.Thread(
-            target=self._run_thread, args=(iterable, trains, rate, ready, refused),
-            name="BridgeServer", daemon=True,
-        )
-        self._thread.start()
-        ready.wait()
-        if refused:
-            raise refused[0]
+        self._thread = self._state.start_thread(
+            iterable is None, self.endpoint, lambda: self._serve_loop(iterable, trains, rate),
+            self._thread_failed)
         return self
 
-    def _run_thread(self, iterable: Iterable[Any] | None, trains: int | None,
-                    rate: float | None, ready: threading.Event,
-                    refused: list[BaseException]) -> None:
-        guard = self._state.serving(iterable is None, self.endpoint)
-        try:
-            guard.__enter__()
-        except BaseException as exc:
-            refused.append(exc)
-            return
-        finally:
-            ready.set()
-        try:
-            self._serve_loop(iterable, trains, rate)
-        except BaseException as exc:
-            self.error = exc
-            log.exception("Bridge server stopped on an error")
-        finally:
-            guard.__exit__()
+    def _thread_failed(self, exc: BaseException) -> None:
+        self.error = exc
+        log.exception("Bridge server stopped on an error")
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the background thread to finish; True if it has (re-raises its error)."""

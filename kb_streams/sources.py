@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import fields
 from typing import Any
 
 from streamz import Stream
-from streamz.core import RefCounter
 from streamz.sources import Source
 
+from ._source_emit import EmitsTrains, InFlightTicket
 from .client import AsyncClient
 from .endpoints import check_endpoint
 from .errors import ProtocolError
-from .graph_errors import failed_node, log_failure, reported_by_caller
+from .graph_errors import failed_node, log_failure
 from .nodes import ForgetValues, NodeInterface, forget_values
 from .protocol import Message
 from .records import ErrorRecord, detach
@@ -36,28 +35,8 @@ logger = logging.getLogger(__name__)
 _CLIENT_COUNTERS = ("bytes", "gaps", "decode_errors", "timeouts", "reconnects", "dropped")
 
 
-class _InFlight:
-    """One train's ticket: released once, when the train has left the graph or failed."""
-
-    __slots__ = ("_source", "_semaphore", "_released")
-
-    def __init__(self, source: from_karabo_bridge, semaphore: asyncio.Semaphore | None) -> None:
-        self._source = source
-        self._semaphore = semaphore
-        self._released = False
-        source._in_flight += 1
-
-    def release(self) -> None:
-        if self._released:
-            return
-        self._released = True
-        self._source._in_flight -= 1
-        if self._semaphore is not None:
-            self._semaphore.release()
-
-
 @Stream.register_api(staticmethod)
-class from_karabo_bridge(ForgetValues, NodeInterface, Source):
+class from_karabo_bridge(EmitsTrains, ForgetValues, NodeInterface, Source):
     """Emit the trains of a Karabo bridge as :class:`kb_streams.Train` records.
 
     Parameters
@@ -268,7 +247,7 @@ class from_karabo_bridge(ForgetValues, NodeInterface, Source):
             del message
         if semaphore is not None and not await self._interruptible(semaphore.acquire()):
             return  # stopped while waiting for room in the graph: the train is not emitted
-        ticket = _InFlight(self, semaphore)
+        ticket = InFlightTicket(self, semaphore)
         self._count(train)
         train_id = train.train_id
         awaitables, failures = self._emit_train(train, ticket)
@@ -318,32 +297,6 @@ class from_karabo_bridge(ForgetValues, NodeInterface, Source):
         await self._report_async(ErrorRecord(train_id, node, exc, text, reason=reason,
                                              endpoint=self.endpoint), log=False)
 
-    def _emit_train(self, train: Train, ticket: _InFlight) -> tuple[list, list[BaseException]]:
-        """Like ``Stream._emit``, but one failing branch neither stops the others nor the source."""
-        downstreams = list(self.downstreams)
-        if not downstreams:
-            ticket.release()
-            return [], []
-        metadata = [{"ref": RefCounter(cb=ticket.release, loop=self.loop),
-                     "train_id": train.train_id}]
-        self._retain_refs(metadata, len(downstreams))
-        awaitables: list = []
-        failures: list[BaseException] = []
-        for downstream in downstreams:
-            try:
-                with reported_by_caller():  # by _downstream_error, once
-                    result = downstream.update(train, who=self, metadata=metadata)
-            except Exception as exc:
-                failures.append(exc)
-            else:
-                if type(result) is list:
-                    awaitables.extend(r for r in result if r is not None)
-                elif result is not None:
-                    awaitables.append(result)
-            finally:
-                self._release_refs(metadata)
-        return awaitables, failures
-
     async def _downstream_error(self, train_id: int | None,
                                 failures: list[BaseException]) -> None:
         self._stats.errors += 1
@@ -359,21 +312,6 @@ class from_karabo_bridge(ForgetValues, NodeInterface, Source):
         age = self._age
         age.observe(train.age)
         stats.age_last, stats.age_mean, stats.age_max = age.last, age.mean, age.max
-
-    async def _drain(self, timeout: float = 5.0, quiet: float = 0.5) -> None:
-        """After stop: wait for the trains still in the graph (bounded).
-
-        Gives up once none has left for ``quiet`` seconds: windows and partitions keep the
-        references of the trains they hold until they emit, which may be never.
-        """
-        deadline = time.monotonic() + timeout
-        last, since = self._in_flight, time.monotonic()
-        while self._in_flight > 0 and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-            if self._in_flight != last:
-                last, since = self._in_flight, time.monotonic()
-            elif time.monotonic() - since > quiet:
-                break
 
     def _close_client(self) -> None:
         client, self._client = self._client, None

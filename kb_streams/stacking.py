@@ -16,8 +16,8 @@ import numpy as np
 import xarray as xr
 
 from ._dataarray import new_dataarray
+from .detector_families import DETECTORS, DetectorSpec, detector_for, full_module_count
 from .labels import LayoutArg, RoiArg, _as_array, _context, _labelled
-from .layouts import DETECTORS, DetectorSpec, detector_for, full_module_count
 
 __all__ = ["stack_modules"]
 
@@ -155,6 +155,7 @@ def _label_modules(data: Mapping[str, Mapping[str, Any]], key: str, regex: re.Pa
             _as_array(source_data[key], where), source=source, key=key, source_data=source_data,
             layout=layout, spec=detector_for(source, spec), pulse_index=pulse_index, where=where,
             protocol=protocol)
+        view, dims = _without_unit_gain_axis(view, list(dims))
         if "module" in dims:
             raise ValueError(f"source {source!r} key {key!r} already holds several modules "
                              f"(dims {tuple(dims)}); label it with label_array()")
@@ -173,6 +174,16 @@ def _label_modules(data: Mapping[str, Mapping[str, Any]], key: str, regex: re.Pa
                 f"modules differ in shape for key {key!r}: {ref.source!r} has "
                 f"{ref.sizes}, {mod.source!r} has {mod.sizes}{in_train}")
     return found
+
+
+def _without_unit_gain_axis(view: np.ndarray, dims: list[str]
+                            ) -> tuple[np.ndarray, list[str]]:
+    """Raw LPD and DSSC files have a length-1 ``data_gain`` axis: dropped (a view), as
+    EXtra-data's detector objects (and ours, :mod:`kb_streams.components`) drop it."""
+    if "data_gain" not in dims or view.shape[dims.index("data_gain")] != 1:
+        return view, dims
+    axis = dims.index("data_gain")
+    return view[(slice(None),) * axis + (0,)], dims[:axis] + dims[axis + 1:]
 
 
 def _expected_modules(modules: int | Iterable[int] | None, found: Mapping[int, _Module],

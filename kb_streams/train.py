@@ -3,13 +3,13 @@
 A Train wraps the ``(data, meta)`` pair a bridge client returns (or a
 :class:`kb_streams.protocol.Message`) without copying anything. It reads the train ID and
 timestamp from the metadata, gives EXtra-data-style access (``train[source]``,
-``train[source, key]``, :meth:`Train.select`) and labelled xarray views through
-:mod:`kb_streams.labels`.
+``train[source, key]``: the views of :mod:`kb_streams.train_views`), :meth:`Train.select` and
+module stacking through :mod:`kb_streams.stacking`. :func:`train_id_of` (any item's train ID)
+lives in :mod:`kb_streams.train_id` and is re-exported here.
 """
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import logging
 import time
@@ -21,10 +21,11 @@ import numpy as np
 import xarray as xr
 
 from .errors import PropertyNameError, SourceNameError
-from .keydata import keydata_xarray
-from .labels import LayoutArg, RoiArg, is_metadata_key, label_source
-from .protocol import find_train_id, source_meta
+from .labels import LayoutArg, RoiArg, is_metadata_key
+from .protocol import source_meta
 from .stacking import stack_modules
+from .train_id import train_id_of
+from .train_views import KeyData, SourceData, did_you_mean
 
 __all__ = ["Train", "SourceData", "KeyData", "SourceNameError", "PropertyNameError",
            "train_id_of"]
@@ -34,17 +35,6 @@ logger = logging.getLogger(__name__)
 NAT = np.datetime64("NaT", "ns")
 _warned_conflicts: set[str] = set()
 _WARNED_MAX = 256
-
-
-def _close(name: str, candidates: Iterable[str]) -> str:
-    candidates = list(candidates)
-    close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.6)
-    close += [c for c in candidates if name and name.lower() in c.lower() and c not in close]
-    if close:
-        return "; did you mean " + ", ".join(repr(c) for c in close[:5]) + "?"
-    shown = ", ".join(repr(c) for c in sorted(candidates)[:10])
-    return f"; available: {shown}" + (" ..." if len(candidates) > 10 else "") if candidates \
-        else "; there are none"
 
 
 def _timestamp(meta: Mapping[str, Any]) -> np.datetime64:
@@ -66,167 +56,6 @@ def _timestamp(meta: Mapping[str, Any]) -> np.datetime64:
         except (ValueError, TypeError, OverflowError, InvalidOperation):
             pass
     return NAT
-
-
-class KeyData:
-    """One key of one source in a train: ``train[source, key]``.
-
-    ``key`` is spelled as in EXtra-data: a control key is found without its ``.value`` suffix
-    (``'beamPosition.ixPos'`` reads ``'beamPosition.ixPos.value'``).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> train = Train({'SA1_XTD2_XGM/XGM/DOOCS:output': {'data.intensityTD': np.ones(5)}},
-    ...               {'SA1_XTD2_XGM/XGM/DOOCS:output': {'timestamp.tid': 10000}})
-    >>> kd = train['SA1_XTD2_XGM/XGM/DOOCS:output', 'data.intensityTD']
-    >>> kd.name, kd.shape, kd.dtype
-    ('SA1_XTD2_XGM/XGM/DOOCS:output.data.intensityTD', (5,), dtype('float64'))
-    >>> kd.xarray().dims
-    ('dim_0',)
-    """
-
-    def __init__(self, train: Train, source: str, key: str, stored_key: str | None = None
-                 ) -> None:
-        self.train = train
-        self.source = source
-        self.key = key
-        self._stored_key = stored_key or key
-
-    @property
-    def value(self) -> Any:
-        """The value as received (array, number, string, list, ...)."""
-        return self.train.data[self.source][self._stored_key]
-
-    @property
-    def name(self) -> str:
-        """``'<source>.<key>'``, as extra-data names arrays."""
-        return f"{self.source}.{self.key}"
-
-    def xarray(self, extra_dims: Sequence[str] | None = None, roi: Any = (),
-               name: str | None = None, extra_coords: Any = None, *,
-               layout: LayoutArg = None) -> xr.DataArray:
-        """This key as EXtra-data's ``KeyData.xarray()`` gives it for this train.
-
-        The same dims, coordinates, dtype and name as ``run[source, key].xarray(extra_dims,
-        roi, name).sel(trainId=train_id)`` offline (see :mod:`kb_streams.keydata`). Detector
-        labels (``module``, ``pulse``, ``slow_scan``, ...) come from the detector objects in
-        :mod:`kb_streams.components`, or :meth:`Train.stack_modules`, as in EXtra-data.
-
-        Parameters
-        ----------
-        extra_dims
-            Names of the dims of one entry (default ``dim_0``, ``dim_1``, ...).
-        roi
-            Slices of one entry (all its axes, e.g. ``np.s_[0, 10:60, 100:200]`` for raw AGIPD).
-        name
-            Array name, default ``'<source>.<key>'``.
-        extra_coords
-            ``True`` for position coordinates on the entry's dims (the default with
-            ``extra_dims``), or ``{dim: values}``, as EXtra-data.
-        layout
-            Only for detector data whose layout the message cannot tell (``'online'``,
-            ``'file'`` or the dims, as for :func:`kb_streams.labels.label_array`).
-        """
-        return keydata_xarray(self.value, source=self.source, key=self.key,
-                              source_data=self.train.data[self.source],
-                              train_id=self.train.train_id,
-                              protocol=self.train.protocol_version, extra_dims=extra_dims,
-                              roi=roi, name=name, extra_coords=extra_coords, layout=layout)
-
-    def ndarray(self, roi: Any = (), *, layout: LayoutArg = None) -> np.ndarray:
-        """The values of :meth:`xarray` (no copy unless the value is not an array)."""
-        return self.xarray(roi=roi, layout=layout).data
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """Shape of the value as received."""
-        return tuple(np.shape(self.value))
-
-    @property
-    def ndim(self) -> int:
-        """Number of axes of the value as received."""
-        return len(self.shape)
-
-    @property
-    def dtype(self) -> np.dtype:
-        """dtype of the value (of :func:`numpy.asarray` of it for non-arrays)."""
-        value = self.value
-        return value.dtype if isinstance(value, np.ndarray) else np.asarray(value).dtype
-
-    @property
-    def nbytes(self) -> int:
-        """Size of the array data in bytes."""
-        value = self.value
-        return int(value.nbytes if isinstance(value, np.ndarray) else np.asarray(value).nbytes)
-
-    def __repr__(self) -> str:
-        return (f"<KeyData {self.name} shape={self.shape} dtype={self.dtype} "
-                f"train={self.train.train_id}>")
-
-
-class SourceData:
-    """One source of a train: ``train[source]``.
-
-    Examples
-    --------
-    >>> train = Train({'MID_DET/MOTOR/X': {'actualPosition': 1.5, 'isMoving': False}},
-    ...               {'MID_DET/MOTOR/X': {'timestamp.tid': 10000}})
-    >>> src = train['MID_DET/MOTOR/X']
-    >>> src.keys(), src['actualPosition'].ndarray()
-    (['actualPosition', 'isMoving'], array(1.5))
-    """
-
-    def __init__(self, train: Train, source: str) -> None:
-        self.train = train
-        self.source = source
-
-    @property
-    def data(self) -> Mapping[str, Any]:
-        """``{key: value}`` as received (metadata entries included)."""
-        return self.train.data[self.source]
-
-    @property
-    def meta(self) -> dict[str, Any]:
-        """This source's metadata (``timestamp.tid``, ...)."""
-        return self.train.meta.get(self.source, {})
-
-    def keys(self) -> list[str]:
-        """Sorted data keys, without the metadata some protocol versions put in the data."""
-        return sorted(k for k in self.data if not is_metadata_key(k))
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.data or (isinstance(key, str) and f"{key}.value" in self.data)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.keys())
-
-    def __getitem__(self, key: str) -> KeyData:
-        if key in self.data:
-            return KeyData(self.train, self.source, key)
-        if f"{key}.value" in self.data:  # a control key, spelled as EXtra-data spells it
-            return KeyData(self.train, self.source, key, f"{key}.value")
-        raise PropertyNameError(
-            f"train {self.train.train_id}: source {self.source!r} has no key {key!r}"
-            + _close(key, self.keys()))
-
-    def xarray(self, layout: Any = None, *, keys: Iterable[str] | None = None,
-               detector: str | None = None, pulse_index: str = "pulseId") -> xr.Dataset:
-        """The source's keys as an :class:`xarray.Dataset` with a ``trainId`` coordinate.
-
-        See :func:`kb_streams.labels.label_source`.
-        """
-        if keys is not None:
-            keys = list(keys)
-            for key in keys:
-                self[key]  # noqa: B018 - clear error for a missing key
-        return label_source(self.data, source=self.source, train_id=self.train.train_id,
-                            timestamp=self.train.timestamp,
-                            protocol=self.train.protocol_version, keys=keys, layout=layout,
-                            detector=detector, pulse_index=pulse_index)
-
-    def __repr__(self) -> str:
-        return f"<SourceData {self.source} ({len(self.keys())} keys) train={self.train.train_id}>"
 
 
 class Train:
@@ -351,7 +180,7 @@ class Train:
     def _source(self, source: str) -> SourceData:
         if source not in self.data:
             raise SourceNameError(f"train {self.train_id} has no source {source!r}"
-                                  + _close(source, self.data))
+                                  + did_you_mean(source, self.data))
         return SourceData(self, source)
 
     def select(self, selection: str | Iterable[Any] | Mapping[str, Any] = "*",
@@ -457,11 +286,11 @@ class Train:
                  if any(fnmatch.fnmatchcase(src, g) for g in globs)]
         if not names:
             raise SourceNameError(f"train {self.train_id}: no source matches {sources!r}"
-                                  + _close(globs[0], self.data))
+                                  + did_you_mean(globs[0], self.data))
         if not any(key in self.data[src] for src in names):
             raise PropertyNameError(
                 f"train {self.train_id}: no key {key!r} in the {len(names)} sources matching "
-                f"{sources!r}" + _close(key, {k for s in names for k in self.data[s]}))
+                f"{sources!r}" + did_you_mean(key, {k for s in names for k in self.data[s]}))
         return stack_modules({src: self.data[src] for src in names}, key, modules=modules,
                              fill_value=fill_value, dtype=dtype, layout=layout, roi=roi,
                              detector=detector, pattern=pattern, pulse_index=pulse_index,
@@ -471,49 +300,3 @@ class Train:
     def __repr__(self) -> str:
         when = "" if np.isnat(self.timestamp) else f" at {self.timestamp}"
         return f"<Train {self.train_id}{when}, {len(self.data)} sources>"
-
-
-def train_id_of(item: Any) -> int | None:
-    """The train ID an item carries, or ``None``: what the stream nodes order and report by.
-
-    Looks, in this order, at a ``train_id`` attribute (:class:`Train`, ``Message``), a scalar
-    ``trainId`` coordinate or attribute (xarray; for the result of a reduction over trains, its
-    ``last_train_id`` attribute), a ``(data, meta)`` pair from a bridge client
-    (``meta[source]['timestamp.tid']``), a ``'trainId'`` key of a mapping, and else at the
-    parts of a tuple, e.g. ``(delay, labelled_array)``.
-
-    Examples
-    --------
-    >>> train_id_of(xr.DataArray([1.0, 2.0], dims='pulse', coords={'trainId': 10042}))
-    10042
-    >>> train_id_of(({'det': {}}, {'det': {'timestamp.tid': 7}}))
-    7
-    >>> train_id_of((0.5, xr.DataArray(1.0, coords={'trainId': 8}))), train_id_of(3.0)
-    (8, None)
-    """
-    try:
-        tid = getattr(item, "train_id", None)
-        if tid is not None and not callable(tid):
-            return int(tid)
-        if isinstance(item, xr.DataArray | xr.Dataset):
-            coord = item.coords.get("trainId")
-            if coord is not None:
-                return int(coord.values) if coord.size == 1 else None
-            for attr in ("trainId", "last_train_id"):
-                if item.attrs.get(attr) is not None:
-                    return int(item.attrs[attr])
-            return None
-        if isinstance(item, Mapping):
-            return int(item["trainId"]) if "trainId" in item else None
-        if isinstance(item, tuple):
-            if len(item) == 2 and isinstance(item[1], Mapping):
-                found = find_train_id(item[0], item[1])
-                if found is not None:
-                    return found
-            for part in item:
-                found = train_id_of(part)
-                if found is not None:
-                    return found
-    except (TypeError, ValueError):
-        pass
-    return None

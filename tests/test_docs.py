@@ -1,9 +1,10 @@
 """The documentation builds with warnings as errors, and every snippet in README and the guide runs.
 
 The Python snippets of each page section (a ``## `` heading) run in order as one script, in a fresh
-interpreter, against a simulator serving on a free port in
-place of the documented ``tcp://127.0.0.1:45000``. A snippet that raises, or whose graph logs a
-traceback, fails the test. A snippet that cannot run here (it needs a facility cluster) is marked in
+interpreter, against a simulator serving on a free port in place of the documented
+``tcp://127.0.0.1:45000``, and a run recorded from the simulator (``_demo_run.py``) in place of
+the documented run directory. A snippet that raises, or whose graph logs a traceback, fails the
+test. A snippet that cannot run here (it needs a facility cluster) is marked in
 the page with ``<!-- snippet: not run, REASON -->`` on the line before it; the reason is required.
 
 Every ``kb-streams ...`` command line in the pages' shell snippets must parse with the CLI's own
@@ -27,6 +28,7 @@ from kb_streams.cli import build_parser
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", ROOT / "docs" / "guide.md"]
 DOCUMENTED_ENDPOINT = "tcp://127.0.0.1:45000"
+DOCUMENTED_RUN = "/gpfs/exfel/exp/SPB/202401/p002345/raw/r0042"
 
 _BLOCK = re.compile(r"(?P<before>[^\n]*)\n```(?P<lang>\w+)\n(?P<code>.*?)\n```", re.DOTALL)
 _NOT_RUN = re.compile(r"<!-- snippet: not run, (?P<reason>\S.*?) -->")
@@ -74,11 +76,22 @@ def simulator():
     process.wait(timeout=30)
 
 
+@pytest.fixture(scope="module")
+def recorded_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run recorded from the simulator, with its source names (only the sections naming one)."""
+    from _demo_run import make_demo_run
+
+    return make_demo_run(tmp_path_factory.mktemp("recorded") / "r0042")
+
+
 @pytest.mark.parametrize("code", [code for _, code in sessions()],
                          ids=[name for name, _ in sessions()])
-def test_every_python_snippet_runs(code, simulator, tmp_path):
+def test_every_python_snippet_runs(code, simulator, tmp_path, request):
     script = tmp_path / "snippets.py"
-    script.write_text(code.replace(DOCUMENTED_ENDPOINT, simulator) + "\n")
+    code = code.replace(DOCUMENTED_ENDPOINT, simulator)
+    if DOCUMENTED_RUN in code:
+        code = code.replace(DOCUMENTED_RUN, str(request.getfixturevalue("recorded_run")))
+    script.write_text(code + "\n")
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                             timeout=240, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-5000:]

@@ -1,7 +1,7 @@
 """Command-line options shared by ``kb-streams demo`` and ``kb-streams run``.
 
-The bridge to read (or the embedded simulator to start without ``--endpoint``), when to stop,
-and ``--dask [ADDRESS]`` with ``--workers N``.
+The bridge to read (or the embedded simulator to start without ``--endpoint``, or a recorded
+run with ``--run``), when to stop, and ``--dask [ADDRESS]`` with ``--workers N``.
 """
 
 from __future__ import annotations
@@ -9,13 +9,24 @@ from __future__ import annotations
 import argparse
 
 from ._output import non_negative_float, positive_float, positive_int, reader_socket
+from ._recorded import rate, run_location
 
 #: Workers of the local cluster ``--dask`` starts (one thread each).
 DASK_WORKERS = 2
 
 
+def add_live_parser(subparsers: argparse._SubParsersAction, command: str, *, help: str,
+                    description: str, epilog: str, pulses: int = 32) -> argparse.ArgumentParser:
+    """The parser of a live command (``demo``, ``run``), with :func:`add_source_arguments`."""
+    parser = subparsers.add_parser(command, help=help, description=description, epilog=epilog,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_source_arguments(parser, pulses=pulses)
+    return parser
+
+
 def add_source_arguments(parser: argparse.ArgumentParser, *, pulses: int = 32) -> None:
-    """``--endpoint``, ``--sock``, ``--trains`` ... and the embedded simulator's options.
+    """``--endpoint``, ``--sock``, ``--trains`` ..., ``--run`` and the embedded simulator's
+    options.
 
     ``pulses`` is the default of ``--pulses``, the simulator's pulses per train.
     """
@@ -35,11 +46,20 @@ def add_source_arguments(parser: argparse.ArgumentParser, *, pulses: int = 32) -
                              "(default: 5)")
     bridge.add_argument("--max-in-flight", type=positive_int, default=None, metavar="N",
                         help="cap on trains anywhere in the graph at once (default: no cap)")
+    recorded = parser.add_argument_group("recorded run (instead of a bridge)")
+    recorded.add_argument(
+        "--run", type=run_location, default=None, metavar="PATH|PROPOSAL:RUN",
+        help="read a recorded run instead of a bridge: a run directory or HDF5 file, or "
+             "PROPOSAL:RUN found by EXtra-data's open_run (needs kb-streams[files]); "
+             "paced by --rate")
+    recorded.add_argument("--loop", action="store_true",
+                          help="with --run: start again from the first train after the last")
     sim = parser.add_argument_group("embedded simulator (without --endpoint)")
     sim.add_argument("--pulses", type=positive_int, default=pulses, metavar="N",
                      help=f"AGIPD pulses per train (default: {pulses})")
-    sim.add_argument("--rate", type=non_negative_float, default=10.0, metavar="HZ",
-                     help="trains per second, 0 = as fast as possible (default: 10)")
+    sim.add_argument("--rate", type=rate, default=10.0, metavar="HZ",
+                     help="trains per second of the simulator or the --run, 0 = as fast as "
+                          "possible; 'original' replays a run's recorded timing (default: 10)")
     sim.add_argument("--xgm-noise", type=non_negative_float, default=0.01, metavar="F",
                      help="relative rms noise of the XGM's pulse energy readings, new every "
                           "train, so each train's result scatters as measured ones do; 0 reads "

@@ -1,7 +1,8 @@
 """Running a graph live, for ``kb-streams demo`` and ``kb-streams run``.
 
-The bridge source from the command line (with the embedded simulator of
-:mod:`kb_streams.simulate.embedded` serving it without ``--endpoint``), an optional Dask cluster
+The source from the command line (a bridge, the embedded simulator of
+:mod:`kb_streams.simulate.embedded` serving one without ``--endpoint``, or a recorded run with
+``--run``, :mod:`._recorded`), an optional Dask cluster
 (``--dask [ADDRESS]``), the graph run with the live view of :mod:`._live_view`, and a clean end
 after ``--trains`` trains or Ctrl-C.
 """
@@ -17,7 +18,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ._live_options import DASK_WORKERS
-from ._live_view import ClusterInfo, LiveView, print_summary
+from ._live_view import ClusterInfo, LiveView, print_summary, source_label
+from ._recorded import check_run_arguments, open_run
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -107,15 +109,15 @@ def run_live(
     if not finished:
         print(f"warning: trains still in the graph after {stop_timeout:g} s", file=sys.stderr)
     failed = min(view.errors.failed_trains, emitted)
-    print(("interrupted; " if interrupted else "") + f"{emitted} trains processed"
+    origin = f" from {source_label(source)}" if getattr(source, "run_label", None) else ""
+    print(("interrupted; " if interrupted else "") + f"{emitted} trains processed{origin}"
           + (f", {failed} failed" if failed else "")
           + (f" ({left_out} later result{'s' if left_out > 1 else ''} left out)"
              if left_out else ""), flush=True)
     print_summary(view)
     view.close()
     if emitted == 0 and not interrupted:
-        print(f"error: no train received from {source.endpoint} ({source.sock})",
-              file=sys.stderr)
+        print(f"error: no train received from {source_label(source)}", file=sys.stderr)
         return 1
     if emitted and failed == emitted:
         kinds = len(view.errors.kinds)
@@ -186,15 +188,36 @@ def simulator_endpoint(args: argparse.Namespace) -> Iterator[str]:
         yield endpoint
 
 
-@contextlib.contextmanager
-def open_source(args: argparse.Namespace):
-    """The bridge source for ``args`` (with a simulator serving it, without ``--endpoint``).
+def check_source_arguments(args: argparse.Namespace) -> str | None:
+    """Why the source options of ``args`` cannot work (one line for the user), or None."""
+    return check_run_arguments(args)
 
-    The source asks for the next train as soon as one arrives (``prefetch=2``), so transfer and
-    analysis overlap.
+
+def source_title(source: Any) -> str:
+    """What a live view's title says the graph reads: `` on RUN`` for a run, else ''."""
+    run = getattr(source, "run_label", None)
+    return f" on {run}" if run else ""
+
+
+@contextlib.contextmanager
+def open_source(args: argparse.Namespace) -> Iterator[Any]:
+    """The source for ``args``: the recorded run of ``--run``, else the bridge (with a simulator
+    serving it, without ``--endpoint``).
+
+    The bridge source asks for the next train as soon as one arrives (``prefetch=2``), so
+    transfer and analysis overlap.
+
+    Raises
+    ------
+    SourceError
+        The run cannot be opened (call :func:`check_source_arguments` first for the rest).
     """
+    if args.run is not None:
+        yield open_run(args)
+        return
     from ..sources import from_karabo_bridge
 
     with simulator_endpoint(args) as endpoint:
         yield from_karabo_bridge(endpoint, sock=args.sock, timeout=args.timeout, prefetch=2,
                                  max_in_flight=args.max_in_flight)
+

@@ -43,10 +43,18 @@ def _text(value: Any, unit: str) -> str:
     return str(value)
 
 
+def source_label(source: Any) -> str:
+    """What ``source`` reads, for people: ``tcp://host:port (SUB)``, or ``the run PATH``."""
+    run = getattr(source, "run_label", None)
+    return f"the run {run}" if run else f"{source.endpoint} ({source.sock})"
+
+
 def _stalled_line(source: Any, seconds: float) -> str:
     stats = source.stats
+    if getattr(source, "run_label", None):
+        return f"no train from {source_label(source)} for {seconds:.0f} s"
     if hasattr(stats, "timeouts"):  # a bridge client in this process
-        return (f"no train from {source.endpoint} ({source.sock}) for {seconds:.0f} s | "
+        return (f"no train from {source_label(source)} for {seconds:.0f} s | "
                 f"timeouts {stats.timeouts} | reconnects {stats.reconnects}")
     return (f"no result from the workers reading {source.endpoint} ({source.sock}) "
             f"for {seconds:.0f} s | received {getattr(stats, 'received', 0)}")

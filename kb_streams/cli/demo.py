@@ -17,16 +17,19 @@ import re
 import sys
 from typing import TYPE_CHECKING
 
-from ._live_options import add_dask_arguments, add_source_arguments
+from ._live_options import add_dask_arguments, add_live_parser
 from ._live_session import (
+    check_source_arguments,
     dask_cluster,
     first_trains,
     is_loopback,
     open_source,
     run_live,
     simulator_endpoint,
+    source_title,
 )
 from ._output import EXIT_FAILURE, EXIT_USAGE, fail, handle_termination
+from ._recorded import SourceError
 from ._web import add_web_arguments, serving, web_wanted
 
 if TYPE_CHECKING:
@@ -40,6 +43,7 @@ examples:
   kb-streams demo --trains 40           # 40 trains, then the curve and a summary
   kb-streams demo --dask                # reduce on a local Dask cluster (2 worker processes)
   kb-streams demo --web-port 8080       # the browser dashboard on http://127.0.0.1:8080
+  kb-streams demo --run /gpfs/exfel/exp/SPB/202401/p002345/raw/r0042 --rate 0
   kb-streams demo --dask tcp://10.0.0.5:8786 --endpoint tcp://exflonc12:45000
   kb-streams demo --endpoint tcp://exflonc12:45000 --sock SUB \\
       --detector-sources 'SPB_DET_AGIPD1M-1/CORR/*CH0:output[image.data]' \\
@@ -52,6 +56,11 @@ pulses, and bin the ratio by the delay line: mean ± std per delay bin. On the s
 rises from 1.0 (before time zero) to ~1.49; its XGM reads the pulse energies with 1% noise
 (--xgm-noise), so the trains of a delay step scatter by about 0.5% at 16 pulses, as measured
 ones do. The code is kb_streams/demo.py (pump_probe_graph): copy it for your own pipeline.
+
+--run PATH|PROPOSAL:RUN runs the same graph on a recorded run (a run directory, or EXtra-data's
+open_run) at --rate trains/s (0: as fast as it goes, original: the recorded timing), --loop to
+repeat it. The run needs the sources the graph reads: the defaults are the simulator's
+(SPB's) names; name a run's own with --detector-sources, --xgm and --delay as for a bridge.
 
 The browser dashboard (http://127.0.0.1:8050; --web-port, --no-web) shows the detector, the
 ROI's module with the ROI as a box (drag it, or shift-drag a new one: the curve is computed with
@@ -123,14 +132,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     from ..demo import PumpProbeSetup
 
     d = PumpProbeSetup()
-    parser = subparsers.add_parser(
-        COMMAND, help="live pump-probe curve (embedded simulator, or a real bridge)",
+    parser = add_live_parser(
+        subparsers, COMMAND,
+        help="live pump-probe curve (embedded simulator, a real bridge or a recorded run)",
         description="Run the example graph: AGIPD modules -> stack -> per-pulse ROI "
                     "intensity / XGM pulse energy -> pumped/unpumped ratio binned by the delay "
                     "line, with live trains/s, data age, lost trains and the curve filling in.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_source_arguments(parser, pulses=DEFAULT_PULSES)
+        epilog=EPILOG, pulses=DEFAULT_PULSES)
     names = parser.add_argument_group("data (defaults: the simulator's, SPB's names)")
     names.add_argument("--detector-sources", type=_source_key(d.key), metavar="GLOB[KEY]",
                        default=(d.detector_sources, d.key),
@@ -163,6 +171,13 @@ def run(args: argparse.Namespace) -> int:
     if args.pump_every < 2:
         return fail(COMMAND, "--pump-every must be 2 or more (some pulses must be unpumped)",
                     EXIT_USAGE)
+    problem = check_source_arguments(args)
+    if problem is not None:
+        return fail(COMMAND, problem, EXIT_USAGE)
+    if args.dask is not None and args.run is not None:
+        return fail(COMMAND, "--dask receives the trains on the workers from a bridge; with "
+                    "--run leave it out, or serve the run (karabo-bridge-serve-files) and pass "
+                    "--endpoint", EXIT_USAGE)
     if args.dask is not None and args.max_in_flight is not None:
         return fail(COMMAND, "--max-in-flight applies without --dask only (with --dask each "
                     "worker holds at most a few trains)", EXIT_USAGE)
@@ -176,7 +191,11 @@ def run(args: argparse.Namespace) -> int:
         bins=tuple(args.bins), pump_every=args.pump_every)
     if args.dask is not None:
         return _run_on_dask(args, setup)
-    with open_source(args) as source:
+    with contextlib.ExitStack() as stack:
+        try:
+            source = stack.enter_context(open_source(args))
+        except SourceError as exc:
+            return fail(COMMAND, str(exc), EXIT_USAGE)
         dashboard = None
         if web_wanted(args):
             from ..web.demo import demo_dashboard
@@ -186,7 +205,8 @@ def run(args: argparse.Namespace) -> int:
             curve = pump_probe_graph(source, setup)
         with serving(dashboard, args) as url:
             return run_live(source, curve.table, trains=args.trains,
-                            title=TITLE + (f" · dashboard {url}" if url else ""))
+                            title=TITLE + source_title(source)
+                            + (f" · dashboard {url}" if url else ""))
 
 
 def _run_on_dask(args: argparse.Namespace, setup: PumpProbeSetup) -> int:

@@ -1,4 +1,5 @@
-"""``kb-streams run PIPELINE.py``: run your own streamz graph on a bridge stream, live.
+"""``kb-streams run PIPELINE.py``: run your own streamz graph on a bridge stream, live, or on a
+recorded run (``--run``) with the same graph.
 
 With ``--dask [ADDRESS]`` the Dask client is made first (a local cluster or a running scheduler),
 so that the source and the graph are built on its event loop; a ``pipeline(source, client)``
@@ -16,10 +17,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ._live_options import add_dask_arguments, add_source_arguments
-from ._live_session import dask_cluster, open_source, run_live
+from ._live_options import add_dask_arguments, add_live_parser
+from ._live_session import (
+    check_source_arguments,
+    dask_cluster,
+    open_source,
+    run_live,
+    source_title,
+)
 from ._live_view import error_streams
 from ._output import EXIT_FAILURE, EXIT_USAGE, fail, handle_termination
+from ._recorded import SourceError
 from ._web import add_web_arguments, serving
 
 COMMAND = "run"
@@ -31,6 +39,8 @@ examples:
   kb-streams run examples/roi_monitor.py                    # on an embedded simulator
   kb-streams run my_pipeline.py --endpoint tcp://exflonc12:45000 --sock SUB --trains 100
   kb-streams run my_pipeline.py --save results.h5           # one row per train, HDF5
+  kb-streams run my_pipeline.py --run /gpfs/exfel/exp/SPB/202401/p002345/raw/r0042 --rate 0
+  kb-streams run my_pipeline.py --run 2345:42 --rate original --loop   # EXtra-data's open_run
   kb-streams run my_pipeline.py --dask                       # with a local Dask cluster
   kb-streams run my_pipeline.py --dask tcp://10.0.0.5:8786   # with a running scheduler
 
@@ -44,6 +54,10 @@ streamz Stream of kb_streams.Train records, and builds the graph on it:
 
 It may return a stream, a callable giving a status line (str or a rich renderable) shown
 live, or both as (stream, status). Ctrl-C ends the run cleanly.
+
+--run PATH|PROPOSAL:RUN feeds the same graph a recorded run instead (Stream.from_run: the
+trains karabo-bridge-serve-files would send for it) at --rate trains/s (0: as fast as the
+graph takes them; original: the recorded timing), once or, with --loop, over and over.
 
 --dask [ADDRESS]: connect to a Dask cluster first (without ADDRESS: start a local cluster of
 --workers worker processes on 127.0.0.1, closed at the end), build the source on the client's
@@ -66,18 +80,18 @@ offload) are counted in the live view.
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        COMMAND, help="run a pipeline file on a bridge stream (or the embedded simulator)",
+    parser = add_live_parser(
+        subparsers, COMMAND,
+        help="run a pipeline file on a bridge stream, the embedded simulator or a recorded run",
         description="Load PIPELINE.py, call its pipeline(source) on a bridge source stream "
-                    "(pipeline(source, client=client) with --dask) and run the graph with a "
-                    "live status until --trains trains or Ctrl-C.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+                    "(or a recorded run's, --run; pipeline(source, client=client) with --dask) "
+                    "and run the graph with a live status until --trains trains, the run's end "
+                    "or Ctrl-C.",
+        epilog=EPILOG)
     parser.add_argument("pipeline", metavar="PIPELINE.py", type=Path,
                         help="Python file defining the pipeline function")
     parser.add_argument("--function", "-f", default="pipeline", metavar="NAME",
                         help="name of the function to call (default: pipeline)")
-    add_source_arguments(parser)
     add_dask_arguments(parser, what="connect to Dask first and pass the client to pipeline()")
     parser.add_argument("--save", type=Path, default=None, metavar="PATH.h5",
                         help="save what the pipeline's stream emits to an HDF5 file, one row "
@@ -156,6 +170,9 @@ def split_result(result: Any) -> tuple[Any, Callable[[], Any] | None]:
 
 
 def run(args: argparse.Namespace) -> int:
+    problem = check_source_arguments(args)
+    if problem is not None:
+        return fail(COMMAND, problem, EXIT_USAGE)
     try:
         func = load_pipeline(args.pipeline, args.function)
     except (OSError, ImportError, AttributeError, TypeError, SyntaxError) as exc:
@@ -178,7 +195,10 @@ def run(args: argparse.Namespace) -> int:
             ship_by_value(func)
             if needs_client is not None:
                 kwargs["client"] = cluster.client
-        source = stack.enter_context(open_source(args))
+        try:
+            source = stack.enter_context(open_source(args))
+        except SourceError as exc:
+            return fail(COMMAND, str(exc), EXIT_USAGE)
         result = func(source, **kwargs)  # errors in the user's code: let the traceback show
         try:
             graph, status = split_result(result)
@@ -187,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
             return fail(COMMAND, str(exc), EXIT_USAGE)
         web = sys.modules.get("kb_streams.web.dashboard")  # imported if the pipeline used it
         dashboard = web.default_dashboard() if web is not None and not args.no_web else None
-        title = f"kb-streams run {args.pipeline.name}"
+        title = f"kb-streams run {args.pipeline.name}{source_title(source)}"
         with serving(dashboard, args) as url:
             code = run_live(source, status, trains=args.trains, errors=error_streams(source),
                             cluster=cluster,

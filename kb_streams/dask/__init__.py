@@ -2,8 +2,10 @@
 
 * :mod:`~kb_streams.dask.cluster`: :func:`connect`, a client set up for the paths below;
 * :mod:`~kb_streams.dask.base`: what every Dask node shares (client, loop, errors, delivery);
-* :mod:`~kb_streams.dask.offload`: ``stream.offload(f)``, bounded and ordered;
+* :mod:`~kb_streams.dask.offload`: ``stream.offload(f)``, one item on the cluster;
+* :mod:`~kb_streams.dask.in_flight`: offload's bound on items in flight, and their order out;
 * :mod:`~kb_streams.dask.on_workers`: ``Stream.from_karabo_bridge_on_workers``;
+* :mod:`~kb_streams.dask.on_workers_results`: that source's results, counted and re-ordered;
 * :mod:`~kb_streams.dask.order`: the re-order buffer of results, as plain logic;
 * :mod:`~kb_streams.dask.placement`: shards, and which worker runs which receiver;
 * :mod:`~kb_streams.dask.tasks`: the Dask calls of a worker-side source;

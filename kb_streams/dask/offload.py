@@ -16,7 +16,9 @@
 * forgets each item once passed on (no ``current_value`` pinning a train).
 
 It runs on its graph's event loop and hands the Dask calls to the client's loop
-(:mod:`kb_streams.dask.base`), whichever of graph and client was created first.
+(:mod:`kb_streams.dask.base`), whichever of graph and client was created first. This module runs
+one item on the cluster (scatter, submit, result, time limit, re-submission);
+:mod:`kb_streams.dask.in_flight` bounds the items in flight and emits their outcomes in order.
 
 Use it when trains are at most a few tens of MB, or already reduced/sharded, before they leave the
 graph's process. For megapixel trains see :mod:`kb_streams.dask.on_workers`.
@@ -28,21 +30,18 @@ import asyncio
 import logging
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from dask.utils import funcname
 from distributed import Client
 from distributed.client import FutureCancelledError
-from distributed.utils import sync
 from streamz import Stream
 
 from ..records import ErrorRecord, detach
 from ..stats import OffloadStats
-from ..train import train_id_of
-from .base import DaskNode, cancel_quietly, in_loop, loop_for, nbytes_of, resolve_client
+from .base import DaskNode, cancel_quietly, loop_for, nbytes_of, resolve_client
+from .in_flight import Entry, InFlight, Outcome
 
 __all__ = ["Offload", "OffloadError", "OffloadStats", "nbytes_of"]
 
@@ -62,22 +61,8 @@ TIMEOUT = 60.0
 STALL_CHECK = 5.0
 
 
-@dataclass(eq=False)
-class _Entry:
-    index: int
-    train_id: int | None
-    metadata: list
-    task: asyncio.Task = field(init=False)
-
-
-@dataclass
-class _Outcome:
-    ok: bool
-    value: Any
-
-
 @Stream.register_api(attribute_name="offload")
-class Offload(DaskNode, Stream):
+class Offload(InFlight, DaskNode, Stream):
     """Apply ``func`` to each item on a Dask cluster, ``n`` items at a time, without stalling.
 
     Parameters
@@ -182,15 +167,7 @@ class Offload(DaskNode, Stream):
                                       getattr(upstream, "asynchronous", None))
         super().__init__(upstream, loop=loop, asynchronous=asynchronous, stream_name=stream_name)
         self._init_interface(stream_name or "offload")
-
-        self._next_index = 0
-        self._slots: asyncio.Semaphore | None = None
-        self._pending: deque[_Entry] = deque()  # in input order (ordered mode)
-        self._done: deque[_Entry] = deque()  # in completion order (unordered mode)
-        self._wakeup: asyncio.Event | None = None
-        self._emitter: asyncio.Task | None = None
-        self._tasks: set[asyncio.Future] = set()
-        self._idle: asyncio.Event | None = None
+        self._init_in_flight()
 
     # -- streamz interface -------------------------------------------------------------------
     def update(self, x: Any, who: Stream | None = None, metadata: list | None = None):
@@ -200,112 +177,11 @@ class Offload(DaskNode, Stream):
         self._keep(task)
         return task
 
-    # -- public helpers ----------------------------------------------------------------------
-    def drain(self, timeout: float | None = None):
-        """Wait until every item accepted so far has been emitted as a result or an error.
-
-        From the graph's event loop this returns an awaitable; from any other thread it blocks.
-        ``TimeoutError`` if items are still in flight after ``timeout`` seconds.
-
-        Examples
-        --------
-        >>> node.drain(timeout=60)                                # doctest: +SKIP
-        >>> await node.drain(timeout=60)                          # doctest: +SKIP
-        """
-        async def _drain() -> None:
-            if self._idle is not None:
-                await asyncio.wait_for(self._idle.wait(), timeout)
-
-        if in_loop(self.loop):
-            return _drain()
-        sync(self.loop, _drain)
-        return None
-
-    # -- graph side --------------------------------------------------------------------------
-    def _keep(self, task: asyncio.Future) -> None:
-        self._setup()
-        self._idle.clear()
-        self.finished.clear()
-        self._tasks.add(task)
-        task.add_done_callback(self._forget_task)
-
-    def _forget_task(self, task: asyncio.Future) -> None:
-        self._tasks.discard(task)
-        self._check_idle()
-
-    def _check_idle(self) -> None:
-        if not self.stats.in_flight and not self._tasks:
-            self._idle.set()
-            self.finished.set()
-
-    def _setup(self) -> None:
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self.n)
-            self._wakeup = asyncio.Event()
-            self._idle = asyncio.Event()
-
-    async def _accept(self, x: Any, metadata: list) -> None:
-        await self._slots.acquire()
-        entry = _Entry(self._next_index, train_id_of(x), metadata)
-        self._next_index += 1
-        stats = self.stats
-        stats.accepted += 1
-        stats.in_flight += 1
-        stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
-        entry.task = asyncio.ensure_future(self._on_client(self._run, x, entry))
-        del x
-        if self.ordered:
-            self._pending.append(entry)
-        else:
-            entry.task.add_done_callback(lambda _, e=entry: self._completed(e))
-        self._wakeup.set()
-        if self._emitter is None or self._emitter.done():
-            self._emitter = asyncio.ensure_future(self._emit_results())
-
-    def _completed(self, entry: _Entry) -> None:
-        self._done.append(entry)
-        self._wakeup.set()
-
-    async def _emit_results(self) -> None:
-        """Deliver outcomes downstream; ends when nothing is in flight (restarted on demand)."""
-        queue = self._pending if self.ordered else self._done
-        while self.stats.in_flight:
-            if not queue:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            entry = queue[0]
-            try:
-                outcome = await asyncio.shield(entry.task)
-            except asyncio.CancelledError:
-                if not entry.task.cancelled():
-                    raise  # this emitter is being cancelled, not the item
-                outcome = _Outcome(False, self._error(entry, asyncio.CancelledError(), 1))
-            except Exception as exc:  # e.g. the client's loop is gone
-                outcome = _Outcome(False, self._error(entry, exc, 1))
-            queue.popleft()
-            await self._pass_on(entry, outcome)
-            self.stats.in_flight -= 1
-            self._slots.release()
-            self._release_refs(entry.metadata)
-        self._check_idle()
-
-    async def _pass_on(self, entry: _Entry, outcome: _Outcome) -> None:
-        if outcome.ok:
-            self.stats.completed += 1
-            value = outcome.value
-            del outcome
-            await self._deliver(value, entry.metadata, entry.train_id,
-                                f"offload({self._func_name})")
-        else:
-            self.stats.failed += 1
-            await self._report_async(outcome.value)
-
     # -- client side -------------------------------------------------------------------------
     def _should_scatter(self, nbytes: int) -> bool:
         return self.scatter is True or (self.scatter == "auto" and nbytes >= self.scatter_threshold)
 
-    async def _run(self, x: Any, entry: _Entry) -> _Outcome:
+    async def _run(self, x: Any, entry: Entry) -> Outcome:
         """Submit one item (re-submitting after a lost worker) and wait for its result."""
         client, stats = self.client, self.stats
         nbytes = nbytes_of(x)
@@ -329,7 +205,7 @@ class Offload(DaskNode, Stream):
                                        retries=self.retries, **self.submit_kwargs, **self.kwargs)
                 result = await self._result(future, deadline)
                 stats.bytes_results += nbytes_of(result)
-                return _Outcome(True, result)
+                return Outcome(True, result)
             except (Exception, FutureCancelledError) as exc:
                 task_raised = future is not None and future.status == "error"
                 if (isinstance(exc, TimeoutError) and deadline is not None and not task_raised
@@ -342,7 +218,7 @@ class Offload(DaskNode, Stream):
                     # it would retry connecting for distributed's whole connect timeout
                     await asyncio.sleep(RESUBMIT_DELAY * attempts)
                     continue
-                return _Outcome(False, self._error(entry, exc, attempts))
+                return Outcome(False, self._error(entry, exc, attempts))
             finally:
                 if future is not None and not future.done():
                     await cancel_quietly(client, future)
@@ -396,7 +272,7 @@ class Offload(DaskNode, Stream):
                               self.stats.in_flight, limit)
         return True
 
-    def _error(self, entry: _Entry, exc: BaseException, attempts: int) -> OffloadError:
+    def _error(self, entry: Entry, exc: BaseException, attempts: int) -> OffloadError:
         text, exc = detach(exc)
         return OffloadError(entry.train_id, self._func_name, exc, text, index=entry.index,
                             attempts=attempts)

@@ -19,6 +19,9 @@ remaining ones (each train lost with one comes out as a record on ``errors``), a
 are spread over new workers as they join; with no worker at all the source submits nothing and
 waits for one, with a warning once a minute. Stopping closes the receivers first, so their
 tasks end by themselves. A receiver whose source is gone (no task for a minute) closes itself.
+
+This module runs the receivers and their tasks; what happens to each result (counted, ordered,
+merged, emitted, lost) is :mod:`kb_streams.dask.on_workers_results`.
 """
 
 from __future__ import annotations
@@ -36,12 +39,12 @@ from distributed import Client
 from streamz import Stream
 from streamz.sources import Source
 
-from ..records import ErrorRecord, detach
 from ..stats import WorkerReceiveStats
-from .base import DaskNode, loop_for, nbytes_of, resolve_client
-from .order import Incomplete, LostTrains, ReorderBuffer
+from .base import DaskNode, loop_for, resolve_client
+from .on_workers_results import ResultsInOrder
+from .order import LostTrains, ReorderBuffer
 from .placement import Shard, module_shards, place, shards_of
-from .receiver import ReceiverSpec, TaskResult, close_receivers, receive_and_apply
+from .receiver import ReceiverSpec, close_receivers, receive_and_apply
 from .tasks import ReceiverTasks, Slot
 
 __all__ = ["Shard", "WorkerReceiveStats", "from_karabo_bridge_on_workers", "module_shards",
@@ -55,7 +58,7 @@ PROBE_AFTER = 0.2
 
 
 @Stream.register_api(staticmethod)
-class from_karabo_bridge_on_workers(DaskNode, Source):
+class from_karabo_bridge_on_workers(ResultsInOrder, DaskNode, Source):
     """Receive and reduce trains on Dask workers; emit the results in train order.
 
     Parameters
@@ -291,94 +294,8 @@ class from_karabo_bridge_on_workers(DaskNode, Source):
             return
         self.stats.reassigned += place(self._slots, workers)
 
-    # -- results -----------------------------------------------------------------------------
-    async def _handle(self, slot: Slot, result: TaskResult, submitted: float) -> None:
-        stats = self.stats
-        if result.kind == "idle":
-            stats.idle += 1
-            slot.busy = False
-            if result.taken is not None:
-                # it waited ``poll`` seconds, starting after the task was submitted
-                slot.order.empty(result.epoch, result.taken,
-                                 min(submitted + slot.spec.poll, time.monotonic()))
-            return
-        if result.kind in ("closed", "abandoned"):
-            return
-        if result.kind == "failed":
-            slot.order.failed()
-        else:
-            slot.order.returned(result.epoch, result.seq, result.train_id)
-        if result.seq is not None:
-            slot.busy = True
-        if result.kind in ("error", "failed"):
-            if result.train_id is None:  # receiving or the task failed: do not hammer
-                slot.not_before = time.monotonic() + min(self.timeout, 1.0)
-            else:
-                self._buffer.fail(result.train_id)
-            text, exc = result.error
-            await self._fail(ErrorRecord(result.train_id, self._func_name, exc, text,
-                                         receiver=slot.spec.name, endpoint=slot.spec.endpoint,
-                                         worker=result.worker or slot.worker))
-            return
-        stats.received += 1
-        stats.bytes_received += result.nbytes
-        nbytes = nbytes_of(result.value)
-        stats.bytes_results += nbytes
-        if nbytes > max(1e6, 0.05 * result.nbytes) and not self._warned_size:
-            self._warned_size = True
-            logger.warning("%s returns %.1f MB per train (the train is %.1f MB): reduce more on "
-                           "the workers", self._func_name, nbytes / 1e6, result.nbytes / 1e6)
-        tid = result.train_id
-        if tid is None:  # cannot be ordered: pass it on as it comes
-            await self._pass_on(None, result.value)
-            return
-        part = slot.spec.name if self.shards is not None else ""
-        if not self._buffer.add(tid, part, result.value, time.monotonic()):
-            stats.late += 1
-            logger.debug("train %s from %s came after train %s: dropped", tid, slot.spec.name,
-                         self._buffer.last_emitted)
-            return
-        stats.buffered = len(self._buffer)
-        stats.max_buffered = max(stats.max_buffered, stats.buffered)
-
     def _next_deadline(self, now: float) -> float:
         return self._buffer.next_deadline(now, PROBE_AFTER)
-
-    async def _emit_ready(self, flush: bool) -> None:
-        while (out := self._buffer.pop(time.monotonic(), flush)) is not None:
-            if isinstance(out, Incomplete):
-                self.stats.incomplete += 1
-                logger.info("train %s: no result from %s within %s s, skipped", out.train_id,
-                            out.missing, self.wait)
-                continue
-            tid = out.train_id
-            self.stats.skipped += len(out.skipped)
-            await self._report_lost(out.skipped)
-            if self.shards is None:
-                value = out.parts[""]
-            else:
-                parts = [out.parts[s.name] for s in self.shards]
-                try:
-                    value = self.merge(parts) if self.merge else dict(
-                        zip([s.name for s in self.shards], parts, strict=True))
-                except Exception as exc:
-                    text, exc = detach(exc)
-                    await self._fail(ErrorRecord(tid, funcname(self.merge), exc, text))
-                    continue
-            del out
-            await self._pass_on(tid, value)
-        self.stats.buffered = len(self._buffer)
-
-    async def _report_lost(self, skipped: range) -> None:
-        """A record per train passed over that a worker which left may have held."""
-        for tid, (worker, receiver) in self._losses.passed_over(skipped, self.stats.emitted):
-            self.stats.lost += 1
-            await self._fail(ErrorRecord(tid, self._func_name, None,
-                                         reason="lost with its Dask worker", receiver=receiver,
-                                         worker=worker, endpoint=self._endpoint_of(receiver)))
-
-    def _endpoint_of(self, receiver: str) -> str:
-        return next(s.spec.endpoint for s in self._slots if s.spec.name == receiver)
 
     # -- probes ------------------------------------------------------------------------------
     def _probe_blockers(self) -> list[asyncio.Future]:
@@ -401,13 +318,3 @@ class from_karabo_bridge_on_workers(DaskNode, Source):
     async def _probe(self, worker: str, slots: list[Slot]) -> None:
         self.stats.probes += 1
         await self._calls.probe(worker, self._session, slots)
-
-    async def _pass_on(self, tid: int | None, value: Any) -> None:
-        self.stats.emitted += 1
-        await self._deliver(value, train_id=tid, what="the worker-side source")
-
-    async def _fail(self, record: ErrorRecord) -> None:
-        self.stats.errors += 1
-        if record.train_id is not None:
-            self._losses.reported(record.train_id)
-        await self._report_async(record)

@@ -20,7 +20,7 @@ emit=, every=, segment=, reset_on=)``.
 
 from __future__ import annotations
 
-from ..train import train_id_of
+from ..train_id import train_id_of
 from ._base import Reduction, merge_all
 from .histogram import BinnedStats, Bins, Histogram
 from .pumpprobe import PumpProbe

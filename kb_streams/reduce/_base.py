@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import numpy as np
 import xarray as xr
 
-from ..train import train_id_of
+from ..train_id import train_id_of
 
 __all__ = ["Reduction", "Template", "as_array", "chan_merge", "merge_all"]
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ..train import train_id_of
+from ..train_id import train_id_of
 from ._base import Reduction, Template, as_array, chan_merge
 
 __all__ = ["RunningStats", "RollingMean"]

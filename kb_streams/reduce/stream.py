@@ -9,7 +9,7 @@ from typing import Any
 
 from streamz import Stream
 
-from ..train import train_id_of
+from ..train_id import train_id_of
 from ._base import Reduction
 from .segments import Segments, label_result
 

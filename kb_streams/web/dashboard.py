@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..train import train_id_of
+from ..train_id import train_id_of
 from . import views
 from .params import ROI, Box, Parameter
 from .slot import Slot, SlotState

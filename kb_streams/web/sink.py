@@ -13,7 +13,7 @@ from typing import Any
 from streamz import Stream
 from streamz.sinks import Sink
 
-from ..train import train_id_of
+from ..train_id import train_id_of
 from .dashboard import Dashboard, default_dashboard, upstream_nodes
 
 __all__ = ["to_dashboard"]
