@@ -84,12 +84,14 @@ def colour_indices(image: np.ndarray, low: float, high: float) -> np.ndarray:
     >>> colour_indices(np.array([[0.0, 0.5, 1.0, np.nan]], np.float32), 0.0, 1.0).tolist()
     [[1, 128, 255, 0]]
     """
-    scaled = np.subtract(image, np.float32(low), dtype=np.float32)
-    scaled *= np.float32(254.0 / (high - low))
-    np.clip(scaled, 0.0, 254.0, out=scaled)  # NaN stays NaN
-    np.nan_to_num(scaled, copy=False, nan=-1.0)
-    scaled += np.float32(1.5)  # round to nearest: 0.5 -> 128
-    return scaled.astype(np.uint8)
+    scale = np.float32(254.0 / (high - low))
+    scaled = np.multiply(image, scale, dtype=np.float32)
+    scaled -= np.float32(low * scale - 1.5)  # 1 + (value - low) * scale, rounded to nearest
+    np.clip(scaled, 1.0, 255.5, out=scaled)
+    with np.errstate(invalid="ignore"):  # NaN casts to anything: overwritten just below
+        indices = scaled.astype(np.uint8)
+    indices[np.isnan(image)] = NO_DATA
+    return indices
 
 
 def image_columns(item: Any, *, geometry: Any = None, max_size: int = 512) -> dict[str, Any]:
@@ -134,9 +136,10 @@ def colour_image(image: np.ndarray) -> tuple[np.ndarray, float, float]:
     --------
     >>> indices, low, high = colour_image(np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8))
     >>> indices.dtype, int(indices.min()), int(indices.max()), round(low, 2), round(high, 2)
-    (dtype('uint8'), 1, 255, 0.0, 0.57)
+    (dtype('uint8'), 1, 255, 0.01, 0.99)
     """
-    sample = image[::4, ::4]  # colour limits from 1 pixel in 16: a full sort costs ~10 ms
+    step = max(1, math.isqrt(image.size // 4096))  # limits from ~4096 pixels: ~0.1 ms
+    sample = image[::step, ::step]
     finite = sample[np.isfinite(sample)]
     low, high = (np.percentile(finite, [1, 99]) if finite.size else (0.0, 1.0))
     low, high = float(low), (float(high) if high > low else float(low) + 1.0)
