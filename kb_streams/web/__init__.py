@@ -1,8 +1,9 @@
 """A live browser dashboard for a streamz graph: plots that pull, controls that push back.
 
 Needs the ``web`` extra (Bokeh): ``pip install 'kb-streams[web]'``. The graph writes each item
-into its plot's slot and goes on; every browser session pulls the newest a few times a second.
-Every script and style is served by this process (no CDN).
+into its plot's slot and goes on; a web process of its own (Bokeh's server, ended with this
+process) pulls the newest of each plot for the browser sessions. Every script and style is
+served by that process (no CDN).
 
 Examples
 --------

@@ -1,8 +1,8 @@
 """The :class:`Dashboard`: which plots a page shows, fed by which nodes, and its parameters.
 
 Shared by every browser session. The graph writes into the plots' slots (:mod:`.slot`); the
-page (:mod:`.page`) reads them through :meth:`Plot.frame`, which reduces a new item once for all
-sessions (:mod:`.views`). Counters of the feeding nodes are read duck-typed: any node with a
+feeder (:mod:`.server`) reads them through :meth:`Plot.frame`, which reduces a new item once for
+all sessions (:mod:`.views`), and sends it to the web process. Counters of the feeding nodes are read duck-typed: any node with a
 ``stats`` (``dropped``, ``errors``), an ``n_errors`` count or an ``errors`` stream is shown.
 """
 
@@ -193,8 +193,9 @@ class Dashboard:
         self.paused: Parameter[bool] = Parameter("paused", False)
         self.errors: deque[tuple[float, str]] = deque(maxlen=50)
         self.sources: list[Any] = []
-        self.pull_seconds: deque[float] = deque(maxlen=1000)  # each page pull's CPU time
-        self.sessions = 0  # browser pages open now
+        # CPU time of each page pull that sent data, in the web process
+        self.pull_seconds: deque[float] = deque(maxlen=1000)
+        self.sessions = 0  # browser pages open now (as the web process reports)
         self._watched: dict[int, Any] = {}  # errors stream id -> our sink on it (held here)
         self._server: Any = None
 
@@ -249,10 +250,14 @@ class Dashboard:
         return [str(s.endpoint) for s in self.sources if getattr(s, "endpoint", None)]
 
     def serve(self, port: int = 8050, address: str = "127.0.0.1", **options: Any) -> str:
-        """Serve the page from a background thread; returns its URL (``port=0``: a free one).
+        """Serve the page from a web process of its own; returns its URL (``port=0``: a free
+        one).
 
-        Every script, style and font comes from this process (no CDN): the page works on a
-        closed network. ``options`` go to :class:`~kb_streams.web.server.DashboardServer`.
+        Browsers, Bokeh and the websockets cost this process nothing: it only reduces each
+        new item to screen size and sends it once to the web process, which exits with this
+        one. Every script, style and font comes from the web process (no CDN): the page works
+        on a closed network. ``options`` go to
+        :class:`~kb_streams.web.server.DashboardServer` (``nice``, ``allow_origin``).
         """
         from .server import DashboardServer
 
@@ -265,6 +270,11 @@ class Dashboard:
     def url(self) -> str | None:
         """The page's URL while served."""
         return self._server.url if self._server is not None else None
+
+    @property
+    def web_pid(self) -> int | None:
+        """The ID of the web process serving the page, while served."""
+        return self._server.pid if self._server is not None else None
 
     def stop(self) -> None:
         """Stop serving (the graph is not touched)."""

@@ -1,9 +1,11 @@
-"""One browser session's page: a Bokeh document that pulls the dashboard's plots a few Hz.
+"""One browser session's page, in the web process: a Bokeh document fed from the :class:`Mirror`.
 
-Each session has its own figures and data sources; a periodic callback (every
-``dashboard.refresh`` s) reads each plot's :meth:`~kb_streams.web.dashboard.Plot.frame` and
-sends only what changed. The controls (pause, reset, the ROI box) write into the dashboard,
-never into the browser's copy alone.
+Each session has its own figures and data sources. A periodic callback (every 0.1 s) sends a
+plot's data when the mirror holds a newer item and the browser has taken the last one; the
+status lines (freshness badge, train, rate, counters) are refreshed every ``refresh`` s and
+sent only when their text changed. A scalar plot sends only its new points. The controls
+(pause, reset, the ROI box) go to the graph's process through the mirror, never into the
+browser's copy alone.
 """
 
 from __future__ import annotations
@@ -14,20 +16,23 @@ import itertools
 import time
 from typing import Any
 
+import numpy as np
 from bokeh.document import Document
+from bokeh.events import DocumentReady
 from bokeh.layouts import column, row
 from bokeh.models import (BoxEditTool, Button, ColumnDataSource, CustomJS, Div,
                           LinearColorMapper, Toggle)
 from bokeh.palettes import Viridis256
 from bokeh.plotting import figure
 
-from .dashboard import Dashboard, Plot
+from .mirror import Mirror, PlotView
 from .params import ROI
 
 __all__ = ["build_page"]
 
 _SESSIONS = itertools.count(1)
 _TOOLS = "pan,wheel_zoom,box_zoom,reset,save"
+_TICK_MS = 100
 _EMPTY = {"image": {"image": [], "x": [], "y": [], "dw": [], "dh": []},
           "curve": {"x": [], "y": [], "lower": [], "upper": []},
           "scalar": {"t": [], "y": []},
@@ -40,37 +45,46 @@ def _badge(text: str, ok: bool) -> str:
             f'color:white;padding:1px 6px;border-radius:3px">{html.escape(text)}</span>')
 
 
+def _set_text(div: Div, text: str) -> None:
+    if div.text != text:  # an unchanged text costs no message and no relayout in the browser
+        div.text = text
+
+
 class _Card:
     """A plot's figure, data source, status line and reset button, for one session."""
 
-    def __init__(self, plot: Plot, dashboard: Dashboard, session: str) -> None:
-        self.plot, self.dashboard = plot, dashboard
+    def __init__(self, plot: dict[str, Any], mirror: Mirror, session: str) -> None:
+        self.name, self.kind, self.mirror = plot["name"], plot["kind"], mirror
+        self.session = session
         self.version = -1
-        self.source = ColumnDataSource(dict(_EMPTY[plot.kind]), name=f"data: {plot.name}")
-        self.mapper: LinearColorMapper | None = None  # an image's colours
+        self.source = ColumnDataSource(dict(_EMPTY[self.kind]), name=f"data: {self.name}")
+        self.limits = ""  # an image's colour range, shown in the status line
         self.figure = self._figure()
-        self.status = Div(text="waiting for data", name=f"status: {plot.name}")
-        self.rois: list[tuple[ROI, ColumnDataSource, int]] = []
+        self.status = Div(text="waiting for data", name=f"status: {self.name}")
+        self.rois: list[tuple[str, ColumnDataSource, int]] = []
         parts: list[Any] = [self.figure, self.status]
-        if plot.resettable():
-            button = Button(label=f"Reset {plot.name}", button_type="warning", width=160,
-                            name=f"reset: {plot.name}")
-            button.on_click(lambda: plot.reset())
+        if plot["resettable"]:
+            button = Button(label=f"Reset {self.name}", button_type="warning", width=160,
+                            name=f"reset: {self.name}")
+            button.on_click(lambda: mirror.send({"type": "reset", "plot": self.name,
+                                                 "by": f"browser session {session}"}))
             parts.append(button)
         self.layout = column(*parts)
-        if plot.kind == "image":
-            for roi in dashboard.parameters.values():
-                if isinstance(roi, ROI) and roi.image in (None, plot.name):
-                    self._add_roi(roi, session)
+        if self.kind == "image":
+            for roi in (mirror.layout or {}).get("rois", ()):
+                if roi["image"] in (None, self.name):
+                    self._add_roi(roi["name"])
 
     def _figure(self) -> Any:
-        kind, name = self.plot.kind, self.plot.name
+        kind, name = self.kind, self.name
         if kind == "image":
             fig = figure(title=name, width=460, height=460, tools=_TOOLS, match_aspect=True)
             fig.y_range.flipped = True  # row 0 (slow_scan 0) at the top, as detector images
-            self.mapper = LinearColorMapper(palette=Viridis256, nan_color=(0, 0, 0, 0))
+            # the mirror holds images as colour indices (views.colour_image): 0 is no data
+            mapper = LinearColorMapper(palette=Viridis256, low=1, high=255,
+                                       low_color=(0, 0, 0, 0))
             fig.image(image="image", x="x", y="y", dw="dw", dh="dh", source=self.source,
-                      color_mapper=self.mapper)
+                      color_mapper=mapper)
             fig.xaxis.axis_label, fig.yaxis.axis_label = "fast_scan", "slow_scan"
         elif kind == "scalar":
             fig = figure(title=name, width=460, height=300, tools=_TOOLS, x_axis_type="datetime")
@@ -85,8 +99,9 @@ class _Card:
             fig.scatter("x", "y", source=self.source, size=5)
         return fig
 
-    def _add_roi(self, roi: ROI, session: str) -> None:
-        boxes = ColumnDataSource(_roi_box(roi), name=f"roi: {roi.name}")
+    def _add_roi(self, name: str) -> None:
+        value = self.mirror.status.get("parameters", {}).get(name, {})
+        boxes = ColumnDataSource(_roi_box(value.get("value")), name=f"roi: {name}")
         renderer = self.figure.rect("x", "y", "width", "height", source=boxes, fill_alpha=0.1,
                                     fill_color="red", line_color="red", line_width=2)
         self.figure.add_tools(BoxEditTool(renderers=[renderer], num_objects=1))
@@ -95,45 +110,80 @@ class _Card:
             if not new.get("x"):
                 return
             x, y, w, h = (float(new[k][0]) for k in ("x", "y", "width", "height"))
+            box = ((y - h / 2, y + h / 2), (x - w / 2, x + w / 2))
             try:
-                roi.set(((y - h / 2, y + h / 2), (x - w / 2, x + w / 2)),
-                        by=f"browser session {session}")
+                ROI(name, box)  # refuses an empty box here: the graph keeps its ROI
             except ValueError:
-                pass  # an empty box: keep the ROI
+                return
+            self.mirror.send({"type": "set", "name": name, "value": box,
+                              "by": f"browser session {self.session}"})
 
         boxes.on_change("data", moved)
-        self.rois.append((roi, boxes, roi.version))
+        self.rois.append((name, boxes, value.get("version", 0)))
 
-    def update(self, now: float, send: bool = True) -> bool:
-        """Refresh the status; with ``send``, also the data if new. Whether data was sent."""
-        frame = self.plot.frame() if send else None
-        state = frame.state if frame is not None else self.plot.slot.state()
-        sent = False
-        if frame is not None and state.version != self.version and frame.columns is not None:
-            columns = dict(frame.columns)
-            if self.mapper is not None:
-                self.mapper.update(low=columns.pop("low"), high=columns.pop("high"))
-            self.source.data = columns
-            self.version = state.version
-            sent = True
-        for i, (roi, boxes, version) in enumerate(self.rois):
-            if roi.version != version:  # changed elsewhere: another session, or Python
-                boxes.data = _roi_box(roi)
-                self.rois[i] = (roi, boxes, roi.version)
-        age = state.age(now)
-        counts = self.plot.counters()
-        fresh = age <= self.dashboard.stale_after
-        words = [_badge("no data yet" if state.updated is None else f"age {age:.1f} s", fresh)]
-        if state.train_id is not None:
-            words.append(f"train {state.train_id}")
-        words.append(f"{state.rate:.1f} trains/s")
-        words.append(f"dropped {counts['dropped']} · errors {counts['errors']}")
-        if frame is not None and frame.error:
-            words.append(f'<span style="color:#c62828">{html.escape(frame.error)}</span>')
-        for roi, _, _ in self.rois:
-            words.append(f"{html.escape(roi.name)} {roi.value}")
-        self.status.text = " · ".join(words)
-        return sent
+    def send_data(self, view: PlotView) -> bool:
+        """Send ``view``'s data if newer than the browser's; whether anything was sent."""
+        if view.version == self.version:
+            return False
+        columns = view.columns
+        if columns is None:
+            self.source.data = dict(_EMPTY[self.kind])  # reset, or an item it cannot show
+        elif self.kind == "image":
+            self.limits = f"colours {columns['low']:.4g} to {columns['high']:.4g}"
+            self.source.data = {"image": [columns["image"]], "x": columns["x"],
+                                "y": columns["y"], "dw": columns["dw"], "dh": columns["dh"]}
+        elif self.kind == "scalar":
+            self._stream_points(columns)
+        else:
+            self.source.data = dict(columns)
+        self.version = view.version
+        return True
+
+    def _stream_points(self, columns: dict[str, Any]) -> None:
+        """Only the points newer than the browser's last go (all after a reset)."""
+        times, values = columns["t"], columns["y"]
+        shown = self.source.data["t"]
+        last = shown[-1] if len(shown) else None
+        if last is None or not len(times) or times[0] > last:
+            self.source.data = {"t": times, "y": values}
+            return
+        new = int(np.searchsorted(times, last, side="right"))
+        if new < len(times):
+            self.source.stream({"t": times[new:], "y": values[new:]}, rollover=len(times))
+
+    def update_status(self, now: float, view: PlotView | None, stale_after: float) -> None:
+        parameters = self.mirror.status.get("parameters", {})
+        for i, (name, boxes, version) in enumerate(self.rois):
+            current = parameters.get(name, {})
+            if current.get("version", version) != version:  # changed elsewhere
+                boxes.data = _roi_box(current["value"])
+                self.rois[i] = (name, boxes, current["version"])
+        if view is None:
+            return
+        age = view.age(now)
+        fresh = age <= stale_after
+        words = [_badge("no data yet" if view.updated is None else f"age {age:.1f} s", fresh)]
+        if view.train_id is not None:
+            words.append(f"train {view.train_id}")
+        words.append(f"{view.rate:.1f} trains/s")
+        words.append(f"dropped {view.counters['dropped']} · errors {view.counters['errors']}")
+        if view.error:
+            words.append(f'<span style="color:#c62828">{html.escape(view.error)}</span>')
+        if self.limits:
+            words.append(self.limits)
+        for name, _, _ in self.rois:
+            value = parameters.get(name, {}).get("value")
+            if value is not None:
+                words.append(f"{html.escape(name)} {tuple(tuple(v) for v in value)}")
+        _set_text(self.status, " · ".join(words))
+
+
+def _roi_box(value: Any) -> dict[str, list[float]]:
+    if not value:
+        return {"x": [], "y": [], "width": [], "height": []}
+    (ss0, ss1), (fs0, fs1) = value
+    return {"x": [(fs0 + fs1) / 2], "y": [(ss0 + ss1) / 2], "width": [fs1 - fs0],
+            "height": [ss1 - ss0]}
 
 
 class _Pacer:
@@ -142,6 +192,8 @@ class _Pacer:
 
     def __init__(self, timeout: float = 5.0) -> None:
         self.timeout = timeout
+        # until the browser's document is ready, changes go with the document it pulls: no ack
+        self.live = False
         self.sent = self.acked = 0
         self.sent_at = float("-inf")
         # the browser copies each request number into the text, which syncs back: the ack
@@ -162,89 +214,88 @@ class _Pacer:
         self.model.tags = [self.sent]
 
 
-def _roi_box(roi: ROI) -> dict[str, list[float]]:
-    (ss0, ss1), (fs0, fs1) = roi.value
-    return {"x": [(fs0 + fs1) / 2], "y": [(ss0 + ss1) / 2], "width": [fs1 - fs0],
-            "height": [ss1 - ss0]}
-
-
 class _Header:
     """Title, endpoints, overall rate, parameters, pause switch and the error records."""
 
-    def __init__(self, dashboard: Dashboard, session: str) -> None:
-        self.dashboard = dashboard
-        self.text = Div(text=f"<h2>{html.escape(dashboard.title)}</h2>", name="header")
-        self.pause = Toggle(label="Pause", active=dashboard.paused.value, width=100,
+    def __init__(self, mirror: Mirror, title: str, session: str) -> None:
+        self.mirror, self.title = mirror, title
+        self.text = Div(text=f"<h2>{html.escape(title)}</h2>", name="header")
+        self.paused = paused = bool(mirror.status.get("paused"))  # as the graph last said
+        self.pause = Toggle(label="Resume" if paused else "Pause", active=paused, width=100,
                             button_type="primary", name="pause")
-        self.pause.on_change("active", lambda attr, old, new: dashboard.paused.set(
-            bool(new), by=f"browser session {session}"))
+        self.pause.on_change("active", lambda attr, old, new: mirror.send(
+            {"type": "set", "name": "paused", "value": bool(new),
+             "by": f"browser session {session}"}))
         self.errors = Div(text="", name="errors", width=940)
         # the switch first: the text beside it changes length every pull, the switch stays put
         self.layout = column(row(self.pause, self.text), self.errors)
-        self._last: tuple[float, int] | None = None
-        self.rate = 0.0
 
-    def _source_rate(self, now: float) -> tuple[int | None, float]:
-        trains = [getattr(getattr(s, "stats", None), "trains", None)
-                  for s in self.dashboard.sources]
-        counts = [t for t in trains if isinstance(t, int)]
-        if not counts:
-            return None, 0.0
-        total = sum(counts)
-        if self._last is not None and now - self._last[0] >= 1.0:
-            self.rate = (total - self._last[1]) / (now - self._last[0])
-            self._last = (now, total)
-        elif self._last is None:
-            self._last = (now, total)
-        return total, self.rate
-
-    def update(self, now: float) -> None:
-        d = self.dashboard
-        trains, rate = self._source_rate(now)
-        parts = [f"<b>{html.escape(d.title)}</b>"]
-        endpoints = d.endpoints()
+    def update(self) -> None:
+        m, status = self.mirror, self.mirror.status
+        parts = [f"<b>{html.escape(self.title)}</b>"]
+        endpoints = status.get("endpoints") or []
         if endpoints:
             parts.append("from " + ", ".join(html.escape(e) for e in endpoints))
-        if trains is not None:
-            parts.append(f"{trains} trains · {rate:.1f} trains/s")
-        parts.append(f"{d.sessions} page{'s' if d.sessions != 1 else ''} open")
-        if d.paused.value:
+        if status.get("trains") is not None:
+            parts.append(f"{status['trains']} trains · {m.rate:.1f} trains/s")
+        parts.append(f"{m.sessions} page{'s' if m.sessions != 1 else ''} open")
+        paused = bool(status.get("paused"))
+        if paused:
             parts.append('<b style="color:#c62828">paused</b>')
-        params = [f"{html.escape(p.name)} = {html.escape(str(p.value))}"
-                  for p in d.parameters.values()]
-        self.text.text = " · ".join(parts) + ("<br>" + " · ".join(params) if params else "")
-        self.pause.update(active=d.paused.value, label="Resume" if d.paused.value else "Pause")
-        records = list(d.errors)[-8:][::-1]
-        self.errors.text = "".join(
+        params = [f"{html.escape(name)} = {html.escape(_shown(p['value']))}"
+                  for name, p in status.get("parameters", {}).items()]
+        _set_text(self.text, " · ".join(parts) + ("<br>" + " · ".join(params) if params else ""))
+        if paused != self.paused:  # the graph's value changed (a click here, another page)
+            self.paused = paused
+            self.pause.update(active=paused, label="Resume" if paused else "Pause")
+        records = list(status.get("errors", ()))[-8:][::-1]
+        _set_text(self.errors, "".join(
             f'<div style="color:#c62828">{time.strftime("%H:%M:%S", time.localtime(t))} '
-            f"{html.escape(text)}</div>" for t, text in records)
+            f"{html.escape(text)}</div>" for t, text in records))
 
 
-def build_page(dashboard: Dashboard, doc: Document) -> None:
+def _shown(value: Any) -> str:
+    if isinstance(value, list):  # an ROI's box, as the graph's Python shows it
+        return str(tuple(tuple(v) if isinstance(v, list) else v for v in value))
+    return str(value)
+
+
+def build_page(mirror: Mirror, doc: Document) -> None:
     """Fill ``doc`` (one browser session) with the dashboard's header, plots and controls."""
     session = str(next(_SESSIONS))
-    dashboard.sessions += 1
-
-    def closed(_: Any) -> None:
-        dashboard.sessions -= 1
-
-    doc.on_session_destroyed(closed)
-    header = _Header(dashboard, session)
-    cards = [_Card(plot, dashboard, session) for plot in dashboard.plots.values()]
+    layout = mirror.layout or {"title": "kb_streams", "plots": [], "refresh": 0.25,
+                               "stale_after": 3.0}
+    mirror.session_opened()
+    doc.on_session_destroyed(lambda _: mirror.session_closed())
+    header = _Header(mirror, layout["title"], session)
+    cards = [_Card(plot, mirror, session) for plot in layout["plots"]]
     rows = [row(*(c.layout for c in cards[i:i + 2])) for i in range(0, len(cards), 2)]
-    doc.title = dashboard.title
+    doc.title = layout["title"]
     pacer = _Pacer()
     doc.add_root(column(header.layout, *rows, pacer.model))
+    status_every = max(1, round(layout["refresh"] * 1000 / _TICK_MS))
+    ticks = itertools.count()
 
-    def pull() -> None:
+    def tick() -> None:
         start = time.thread_time()  # CPU time: what a pull costs, not the waits for the GIL
         now = time.monotonic()
-        header.update(now)
-        send = pacer.ready(now)
-        sent = [card.update(now, send) for card in cards]
-        if any(sent):
-            pacer.request_ack(now)
-        dashboard.pull_seconds.append(time.thread_time() - start)
+        views = [mirror.plots.get(card.name) for card in cards]
+        sent = False
+        if pacer.ready(now):
+            sent = any([card.send_data(view) for card, view in zip(cards, views, strict=True)
+                        if view is not None])
+            if sent and pacer.live:
+                pacer.request_ack(now)
+        if next(ticks) % status_every == 0:
+            header.update()
+            for card, view in zip(cards, views, strict=True):
+                card.update_status(now, view, layout["stale_after"])
+        if sent:
+            mirror.pulls.append(time.thread_time() - start)
 
-    pull()
-    doc.add_periodic_callback(pull, max(50, int(dashboard.refresh * 1000)))
+    def ready(_: Any) -> None:
+        pacer.live = True
+
+    doc.on_event(DocumentReady, ready)
+    tick()
+    doc.add_periodic_callback(tick, _TICK_MS)
