@@ -31,7 +31,7 @@ buffers are reused.
 Targets (issue): ours >= 1.0 x reference on REQ and PULL, >= 0.9 x bare pyzmq on PULL, and
 >= 1.3 x reference on REQ+work with prefetch 2.
 
-Run with ``kb-streams bench client`` or ``python benchmarks/bench_client.py``;
+Run with ``kb-streams bench client`` or ``python -m benchmarks.bench_client``;
 ``--pulses 4 --trains 5 --rounds 1`` makes a quick check.
 
 Without tuning, most of the time is spent in the kernel: every train lands in a freshly mmapped

@@ -16,7 +16,7 @@ per-pulse means of the detector (a real pass over every pixel), topped up with C
     ``Stream.from_karabo_bridge_on_workers(...)``: each worker receives its own trains and returns
     only the result.
 
-Run with ``kb-streams bench dask`` or ``python benchmarks/bench_dask.py``; ``--pulses 4 --trains 6
+Run with ``kb-streams bench dask`` or ``python -m benchmarks.bench_dask``; ``--pulses 4 --trains 6
 --cost-ms 20`` makes a quick run. Reported per case: trains/s over ``--trains`` trains after
 ``--warmup`` trains, and bytes per train that crossed process boundaries: from the bridge, and
 between the graph's process and the workers (scattered trains, task messages, results), the latter

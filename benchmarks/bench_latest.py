@@ -13,10 +13,10 @@ at 2 Hz at most (so that nothing queues); and ``fast``, the median age of a cons
 work at ``--rate``: when the sender offers more than the link carries, trains wait in its queue
 and are dropped there (``gaps``), and no consumer gets them younger than that.
 
-Run with ``kb-streams bench latest`` or ``python benchmarks/bench_latest.py``, e.g.::
+Run with ``kb-streams bench latest`` or ``python -m benchmarks.bench_latest``, e.g.::
 
-    python benchmarks/bench_latest.py --mb 1 50 --seconds 6
-    python benchmarks/bench_latest.py --mb 500 --rate 2 --seconds 10
+    python -m benchmarks.bench_latest --mb 1 50 --seconds 6
+    python -m benchmarks.bench_latest --mb 500 --rate 2 --seconds 10
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ be the same. The per-train work both ways: the stacked ROI above, and module by 
 ``(fast_scan, slow_scan, pulse)`` and the file layout ``(pulse, slow_scan, fast_scan)``: both
 are a straight copy per module, so they must be close.
 
-Run with ``kb-streams bench pipeline`` or ``python benchmarks/bench_pipeline.py``;
+Run with ``kb-streams bench pipeline`` or ``python -m benchmarks.bench_pipeline``;
 ``--pulses 4 --trains 20`` makes a quick run.
 """
 

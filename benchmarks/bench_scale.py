@@ -31,7 +31,7 @@ The grid follows the machine: ``K`` and ``W`` are powers of two up to ``os.cpu_c
 per shard: a worker beyond the shards would idle). ``--shards`` and
 ``--workers`` set it, e.g. on a 64-core node ``--shards 4 8 16 --workers 4 8 16 --pulses 64``.
 
-Run with ``kb-streams bench scale`` (or ``python benchmarks/bench_scale.py``);
+Run with ``kb-streams bench scale`` (or ``python -m benchmarks.bench_scale``);
 ``--shards 1 2 --workers 1 --trains 10 --no-10hz`` makes a quick check.
 """
 
