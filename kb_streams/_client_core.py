@@ -52,7 +52,7 @@ from typing import Any
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from ._malloc import tune_malloc_once
+from ._malloc import keep_for_trains_of, tune_malloc_once
 from ._newest import NewestReceiver
 from ._recv_bounded import TooManyParts, recv_parts
 from .endpoints import check_endpoint
@@ -350,5 +350,6 @@ class ClientCore:
             self.stats.decode_errors += 1
             self.stats.dropped += dropped
             raise ProtocolError(f"cannot decode message from {self.endpoint}: {exc!r}") from exc
+        keep_for_trains_of(sum(map(len, frames)))
         self.stats.observe(message, dropped=dropped)
         return message

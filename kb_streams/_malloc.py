@@ -17,10 +17,11 @@ import ctypes
 import logging
 import os
 
-__all__ = ["LARGE_MESSAGE_ENV", "tune_malloc", "tune_malloc_once"]
+__all__ = ["LARGE_MESSAGE_ENV", "keep_for_trains_of", "tune_malloc", "tune_malloc_once"]
 
 log = logging.getLogger(__name__)
 _tuned = False
+_kept: int | None = None  # the trim threshold set, once this process was tuned
 
 _M_TRIM_THRESHOLD = -1  # glibc mallopt() parameters
 _M_MMAP_THRESHOLD = -3
@@ -28,6 +29,9 @@ _M_MMAP_MAX = -4
 _M_ARENA_MAX = -8
 _MMAP_THRESHOLD_MAX = 32 << 20  # glibc's ceiling on 64-bit systems
 _KEEP = 1 << 30
+#: Trains a receiving process holds at once: the one being worked on, the newest waiting (or a
+#: prefetched reply) and the one arriving.
+_TRAINS_HELD = 3
 
 #: The same tuning as environment variables, for processes started afresh (``dask worker``,
 #: batch jobs): unlike :func:`tune_malloc` it also holds for threads that already exist.
@@ -75,9 +79,31 @@ def tune_malloc(keep: int = _KEEP) -> bool:
 def tune_malloc_once() -> None:
     """:func:`tune_malloc` the first time it is called in a process, unless disabled by
     ``KB_STREAMS_TUNE_MALLOC=0``."""
-    global _tuned
+    global _tuned, _kept
     if _tuned:
         return
     _tuned = True
-    if os.environ.get("KB_STREAMS_TUNE_MALLOC", "1") != "0":
-        tune_malloc()
+    if os.environ.get("KB_STREAMS_TUNE_MALLOC", "1") != "0" and tune_malloc():
+        _kept = _KEEP
+
+
+def keep_for_trains_of(nbytes: int) -> None:
+    """Keep freed memory for the trains of *nbytes* a receiving process holds at once.
+
+    With 1 GB trains and keep-newest, a consumer holds one train, the slot the newest and libzmq
+    receives a third: beyond the 1 GiB trim threshold glibc gave freed buffers back to the
+    kernel, the next train page-faulted all its pages in again, and arrived later than the
+    link allows (measured: 0.29 s transfers took up to 0.56 s, and the train handed out was up
+    to 0.34 s older than one period plus its transfer). Raises the threshold (never lowers it)
+    in a process :func:`tune_malloc_once` tuned; does nothing otherwise.
+    """
+    global _kept
+    wanted = _TRAINS_HELD * nbytes
+    if _kept is None or wanted <= _kept:
+        return
+    try:
+        ctypes.CDLL(None).mallopt(_M_TRIM_THRESHOLD, int(wanted))
+    except (OSError, AttributeError):
+        return
+    _kept = wanted
+    log.debug("malloc keeps up to %d bytes freed", wanted)
