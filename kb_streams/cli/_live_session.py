@@ -12,10 +12,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ipaddress
-import logging
 import signal
 import sys
-import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -24,11 +22,8 @@ from ._live_view import ClusterInfo, LiveView, print_summary, source_label
 from ._recorded import check_run_arguments, open_run
 
 if TYPE_CHECKING:
-    from distributed import Client
     from rich.console import Console
     from streamz import Stream
-
-log = logging.getLogger(__name__)
 
 _SERVER_SOCKETS = {"REQ": "REP", "SUB": "PUB", "PULL": "PUSH"}
 #: Seconds to wait for a scheduler given as ``--dask ADDRESS``.
@@ -141,7 +136,7 @@ def dask_cluster(address: str, *, n_workers: int = DASK_WORKERS) -> Iterator[Clu
     reaches the whole process group, and the workers must outlive it until the graph has stopped;
     closing the client (on the way out, also after Ctrl-C) stops them.
     """
-    from ..dask.cluster import connect
+    from ..dask.cluster import close_workers_first, connect
 
     local = address == "local"
     previous = signal.getsignal(signal.SIGINT)
@@ -164,23 +159,9 @@ def dask_cluster(address: str, *, n_workers: int = DASK_WORKERS) -> Iterator[Clu
         yield info
     finally:
         if local:
-            _close_workers_first(client)
+            close_workers_first(client)
         client.close(timeout=30)
 
-
-def _close_workers_first(client: Client, timeout: float = 20.0) -> None:
-    """Let a local cluster's workers go before its scheduler (bounded by *timeout*).
-
-    Closing the scheduler first races the workers' heartbeats: a worker whose heartbeat finds the
-    scheduler gone prints a traceback on the way out, after a run that went well.
-    """
-    try:
-        client.cluster.scale(0)
-        deadline = time.monotonic() + timeout
-        while client.scheduler_info()["workers"] and time.monotonic() < deadline:
-            time.sleep(0.1)
-    except Exception as exc:  # closing goes on as before; the workers are stopped with it
-        log.debug("closing the local workers first failed: %r", exc)
 
 
 def is_loopback(host: str) -> bool:
