@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+from collections.abc import Callable
 
 __all__ = ["LARGE_MESSAGE_ENV", "keep_for_trains_of", "tune_malloc", "tune_malloc_once"]
 
@@ -37,6 +38,14 @@ _TRAINS_HELD = 3
 #: batch jobs): unlike :func:`tune_malloc` it also holds for threads that already exist.
 LARGE_MESSAGE_ENV = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_MAX_": "0",
                      "MALLOC_TRIM_THRESHOLD_": str(_KEEP)}
+
+
+def _mallopt() -> Callable[[int, int], int] | None:
+    """glibc's ``mallopt()`` in the C library the interpreter is linked with, if it has one."""
+    try:
+        return ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return None
 
 
 def tune_malloc(keep: int = _KEEP) -> bool:
@@ -65,9 +74,8 @@ def tune_malloc(keep: int = _KEEP) -> bool:
     >>> tune_malloc()   # doctest: +SKIP
     True
     """
-    try:
-        mallopt = ctypes.CDLL(None).mallopt  # the C library the interpreter is linked with
-    except (OSError, AttributeError):
+    mallopt = _mallopt()
+    if mallopt is None:
         return False
     settings = ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, int(keep)),
                 (_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX))
@@ -101,9 +109,9 @@ def keep_for_trains_of(nbytes: int) -> None:
     wanted = _TRAINS_HELD * nbytes
     if _kept is None or wanted <= _kept:
         return
-    try:
-        ctypes.CDLL(None).mallopt(_M_TRIM_THRESHOLD, int(wanted))
-    except (OSError, AttributeError):
+    mallopt = _mallopt()
+    if mallopt is None:
         return
+    mallopt(_M_TRIM_THRESHOLD, int(wanted))
     _kept = wanted
     log.debug("malloc keeps up to %d bytes freed", wanted)
